@@ -1,0 +1,44 @@
+"""Domain errors that carry their meaning: an HTTP status and a stable code, mapped in one place."""
+
+from __future__ import annotations
+
+
+class CitybaseError(Exception):
+    """Base of every error citybase raises on purpose."""
+
+    status: int = 500
+    code: str = "internal"
+
+
+class DeclarationError(CitybaseError, ValueError):
+    """A dataset or city declaration is invalid; the message names the file and the field."""
+
+    status = 400
+    code = "invalid_declaration"
+
+
+class InputError(CitybaseError, ValueError):
+    """Input that cannot be read at all (not a row-level problem: those go to quarantine)."""
+
+    status = 400
+    code = "invalid_input"
+
+
+class NotFound(CitybaseError, KeyError):
+    status = 404
+    code = "not_found"
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Conflict(CitybaseError):
+    status = 409
+    code = "conflict"
+
+
+class MissingDependency(CitybaseError, ImportError):
+    """An optional part is not installed; the message says which extra to install."""
+
+    status = 501
+    code = "missing_dependency"

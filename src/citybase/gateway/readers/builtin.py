@@ -1,0 +1,1 @@
+"""Built-in readers, registered through the same `register` that plugins use."""
