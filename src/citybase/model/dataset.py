@@ -98,8 +98,6 @@ class FieldSpec(BaseModel):
     def _valid_name(cls, v: str) -> str:
         if not _NAME.match(v):
             raise ValueError(f"field name {v!r} must be lower_snake_case ASCII, at most 63 characters")
-        if v in RESERVED_COLUMNS:
-            raise ValueError(f"field name {v!r} is reserved for the platform's own columns")
         return v
 
 
@@ -156,6 +154,8 @@ class DatasetSpec(BaseModel):
     #: Sharing attributes of the government resource catalogue (used by the share box).
     sharing: str = "conditional"  # unconditional | conditional | not_shared
     update_cycle: str = "real-time"
+    #: Time partition of the lake table: coarser for slow datasets, `day` for GPS-scale ones.
+    partition: str = "month"  # day | month | year | none
 
     @field_validator("name", "department", "system")
     @classmethod
@@ -167,11 +167,15 @@ class DatasetSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
         names = [f.name for f in self.fields]
+        geo_xy = {self.geometry.lon, self.geometry.lat} if self.geometry else set()
+        reserved = sorted(n for n in names if n in RESERVED_COLUMNS and n not in geo_xy)
+        if reserved:
+            raise ValueError(f"fields {reserved} are reserved for the platform's own columns; rename them")
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"fields declared twice: {sorted(dupes)}")
-        if "_" in self.name and "-" in self.name:
-            raise ValueError("dataset name mixes '_' and '-'")
+        if self.partition not in ("day", "month", "year", "none"):
+            raise ValueError(f"partition {self.partition!r} is not one of day, month, year, none")
         if "-" in self.name:
             raise ValueError(f"dataset name {self.name!r} must use '_' not '-' (it becomes a table)")
 

@@ -1,0 +1,50 @@
+"""Real-time ingest: a batch of rows is conformed and made durable in the append log.
+
+Returning means the good rows and the rejected ones (with their reasons) are on disk; the
+compactor moves them into the lake. This is the path a server, an MQTT subscriber or a
+department's push calls, concurrently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+import pyarrow as pa
+
+from citybase.gateway.conform import conform
+from citybase.log.append_log import QUARANTINE, ROWS, AppendLog
+from citybase.model.dataset import DatasetSpec
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    batch: str
+    seq: int
+    accepted: int
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # line, field, value, reason
+    duplicate: bool = False  # the idempotency key was seen before: nothing was added
+
+
+def ingest_rows(
+    log: AppendLog,
+    spec: DatasetSpec,
+    rows: pa.Table | list[dict[str, Any]],
+    *,
+    tz: str,
+    source: str = "api",
+    idempotency_key: str | None = None,
+) -> IngestResult:
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
+    batch = f"{spec.name}-{uuid4().hex[:16]}"
+    c = conform(spec, table, tz=tz, source=source, batch=batch)
+    extra = [(QUARANTINE, c.quarantine)] if c.quarantine.num_rows else []
+    app = log.append(spec.name, c.good, batch=batch, kind=ROWS, idempotency_key=idempotency_key, extra=extra)
+    rejected = [
+        {k: r[k] for k in ("line", "field", "value", "reason")} for r in c.quarantine.to_pylist()
+    ]
+    if app.duplicate:
+        return IngestResult(spec.name, batch, app.seq, 0, [], duplicate=True)
+    return IngestResult(spec.name, batch, app.seq, c.good.num_rows, rejected)

@@ -1,0 +1,46 @@
+"""Move what the append log holds into the lake, exactly once.
+
+The lake commit that adds a run of log entries also records the last entry's sequence number
+(the watermark). After a crash the log is replayed from the watermark: entries at or below it are
+already in the lake and are dropped, the rest are applied. So nothing acknowledged is lost and
+nothing is stored twice, wherever the crash happened.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pyarrow as pa
+
+from citybase.log.append_log import QUARANTINE, AppendLog
+from citybase.places.city import City
+from citybase.places.enrich import enrich
+from citybase.store.lake import Lake
+
+
+def compact(log: AppendLog, lake: Lake, city: City | None, *, max_rows: int = 2_000_000) -> int:
+    """Apply pending log entries to the lake; return the number of entries applied."""
+    mark = lake.watermark()
+    log.truncate_through(mark)
+    applied = 0
+    while True:
+        entries = list(log.entries_after(mark, limit_rows=max_rows))
+        if not entries:
+            return applied
+        rows: dict[str, list[pa.Table]] = defaultdict(list)
+        quarantine: list[pa.Table] = []
+        for e in entries:
+            if e.kind == QUARANTINE:
+                quarantine.append(e.table)
+            elif e.table.num_rows:
+                rows[e.dataset].append(enrich(city, lake.spec(e.dataset), e.table, e.batch))
+        last = entries[-1].seq
+        with lake.transaction() as cur:
+            for dataset, tables in rows.items():
+                lake.insert_rows(cur, dataset, pa.concat_tables(tables))
+            for q in quarantine:
+                lake.insert_quarantine(cur, q)
+            lake.set_watermark(cur, last)
+        log.truncate_through(last)
+        mark = last
+        applied += len(entries)

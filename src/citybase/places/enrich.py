@@ -1,0 +1,41 @@
+"""The enrichment step: conformed rows in, rows in the stored layout (place keys added) out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+
+from citybase.model.dataset import DatasetSpec
+from citybase.model.layout import BATCH, INGESTED_AT, LINE, stored_columns
+from citybase.places.city import City
+
+
+def enrich(city: City | None, spec: DatasetSpec, rows: pa.Table, batch: str) -> pa.Table:
+    """Add place keys, H3 cell and provenance; return the table in the dataset's stored layout.
+
+    Rows carry lon/lat (or nulls) from the conform step; with no city set up, the admin keys stay
+    null and only the H3 cell is filled.
+    """
+    n = rows.num_rows
+    cols: dict[str, pa.Array] = {c: rows.column(c).combine_chunks() for c in rows.column_names}
+    if "lon" in cols:
+        lon = cols["lon"].to_numpy(zero_copy_only=False).astype(np.float64)
+        lat = cols["lat"].to_numpy(zero_copy_only=False).astype(np.float64)
+        if city is not None:
+            cols.update(city.keys(lon, lat))
+        else:
+            from citybase.places.city import h3_cells
+
+            cols["h3"] = h3_cells(lon, lat, 12)
+    cols[BATCH] = pa.array(np.full(n, batch, dtype=object), pa.string())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    cols[INGESTED_AT] = pa.array(np.full(n, np.datetime64(now, "us")), pa.timestamp("us"))
+    if LINE not in cols:
+        cols[LINE] = pa.nulls(n, pa.int64())
+    out = {}
+    for name, typ, _ in stored_columns(spec):
+        arr = cols.get(name)
+        out[name] = pa.nulls(n, typ) if arr is None else arr.cast(typ)
+    return pa.table(out)

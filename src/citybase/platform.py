@@ -1,0 +1,149 @@
+"""`CityBase`: one city's platform, embedded in this process.
+
+It wires the boxes of the flow together (gateway, log, places, store, query) and is what the CLI,
+the HTTP API and notebooks use. Everything it does is a call into one of those boxes.
+
+>>> import tempfile
+>>> with CityBase.open(tempfile.mkdtemp()) as cb:
+...     cb.datasets
+{}
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+
+from citybase.gateway.ingest import IngestResult, ingest_rows
+from citybase.gateway.load import LoadResult, load_file
+from citybase.gateway.readers.base import ReadOptions
+from citybase.log.append_log import AppendLog
+from citybase.log.compact import compact
+from citybase.model.city import CitySpec, Level
+from citybase.model.dataset import DatasetSpec
+from citybase.places.city import City, Layer
+from citybase.store.lake import Lake, Location, load_layers, save_layers
+
+
+class CityBase:
+    """The platform over one root folder (embedded) or a given lake location (cluster catalog)."""
+
+    def __init__(self, root: str | Path, *, location: Location | None = None, threads: int | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.lake = Lake(location or Location.embedded(self.root), threads=threads)
+        self.log = AppendLog(self.root / "log.sqlite")
+        self.log.ensure_after(self.lake.watermark())
+        self._city: City | None = None
+        self._city_loaded = False
+        self._compact_lock = threading.Lock()
+        # Replay what a crash may have left between the log and the lake.
+        self.flush()
+
+    @classmethod
+    def open(cls, root: str | Path, **kw: Any) -> CityBase:
+        return cls(root, **kw)
+
+    def close(self) -> None:
+        self.flush()
+        self.log.close()
+        self.lake.close()
+
+    def __enter__(self) -> CityBase:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- the city model -----------------------------------------------------------------------
+
+    @property
+    def city(self) -> City | None:
+        if not self._city_loaded:
+            stored = load_layers(self.lake)
+            if stored is not None:
+                settings, layers = stored
+                self._city = City(
+                    settings["name"],
+                    settings["timezone"],
+                    settings["h3_resolution"],
+                    {Level(k): Layer.from_arrow(Level(k), t) for k, t in layers.items()},
+                )
+            self._city_loaded = True
+        return self._city
+
+    def setup_city(self, city: City | CitySpec | str | Path) -> City:
+        """Set up (or replace) the city's area layers from a declaration file, a spec or a City."""
+        if isinstance(city, str | Path):
+            city = CitySpec.from_file(city)
+        if isinstance(city, CitySpec):
+            city = City.from_spec(city)
+        settings = {"name": city.name, "timezone": city.timezone, "h3_resolution": city.h3_resolution}
+        save_layers(self.lake, settings, {lvl.value: layer.to_arrow() for lvl, layer in city.layers.items()})
+        self._city, self._city_loaded = city, True
+        return city
+
+    # -- datasets -----------------------------------------------------------------------------
+
+    @property
+    def datasets(self) -> dict[str, DatasetSpec]:
+        return self.lake.datasets
+
+    def declare(self, spec: DatasetSpec | str | Path | dict[str, Any], *, replace: bool = False) -> DatasetSpec:
+        """Declare a dataset (from a spec, a YAML/JSON file or a dict); idempotent."""
+        if isinstance(spec, str | Path):
+            spec = DatasetSpec.from_file(spec)
+        elif isinstance(spec, dict):
+            spec = DatasetSpec.from_dict(spec)
+        self.lake.create_dataset(spec, replace=replace)
+        return spec
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def load(
+        self,
+        dataset: str,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        options: ReadOptions | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> LoadResult:
+        """Bulk-load a file into a dataset (atomic, idempotent by content)."""
+        return load_file(self.lake, self.city, dataset, path, format=format, options=options, progress=progress)
+
+    def ingest(
+        self,
+        dataset: str,
+        rows: pa.Table | list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        source: str = "api",
+    ) -> IngestResult:
+        """Durably accept a small batch (acknowledged = fsynced); it reaches the lake on `flush`."""
+        tz = self.city.timezone if self.city is not None else "UTC"
+        return ingest_rows(
+            self.log, self.lake.spec(dataset), rows, tz=tz, source=source, idempotency_key=idempotency_key
+        )
+
+    def flush(self) -> int:
+        """Compact the append log into the lake; returns the number of log entries applied."""
+        with self._compact_lock:
+            return compact(self.log, self.lake, self.city)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        """Run SQL over the lake (tables are `lake.<dataset>`); returns an Arrow table."""
+        return self.lake.cursor().execute(query, params or []).to_arrow_table()
+
+    def quarantine(self, dataset: str | None = None) -> pa.Table:
+        where = " WHERE dataset = ?" if dataset else ""
+        return self.sql(
+            f"SELECT * FROM lake.citybase_quarantine{where} ORDER BY quarantined_at, source, line", [dataset] if dataset else []
+        )

@@ -1,0 +1,344 @@
+"""The lake: one DuckLake table per dataset, committed atomically, clustered by time and space.
+
+DuckLake (ADR 0001) keeps data in Parquet files and the table metadata in a SQL catalog: SQLite in
+the embedded deployment, PostgreSQL in the cluster one. A commit is one catalog transaction, so a
+reader sees a whole load or none of it; the platform's bookkeeping (which files were loaded, the
+durable log's watermark, quarantined rows, dataset declarations) lives in lake tables too, and is
+committed in the same transaction as the rows it describes. That is what makes a crash at any point
+lose nothing and duplicate nothing.
+
+All writes funnel through one `Lake` object and one lock (HOUSE_STYLE 5); reads use cursors.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from citybase.errors import Conflict, NotFound
+from citybase.model.dataset import DatasetSpec
+from citybase.model.layout import H3, stored_columns
+from citybase.store.engine import connect
+
+CATALOG = "lake"
+#: Rows per Parquet row group: small enough that a place or time predicate skips most of a file.
+ROW_GROUP_ROWS = 16_384
+
+QUARANTINE_COLUMNS = [
+    ("dataset", "VARCHAR"),
+    ("batch", "VARCHAR"),
+    ("source", "VARCHAR"),
+    ("line", "BIGINT"),
+    ("field", "VARCHAR"),
+    ("value", "VARCHAR"),
+    ("reason", "VARCHAR"),
+    ("raw", "VARCHAR"),  # the whole source row as JSON: a rejected row is kept, not lost
+    ("quarantined_at", "TIMESTAMP"),
+]
+
+_SYSTEM_TABLES = {
+    "citybase_datasets": "name VARCHAR, spec VARCHAR, created_at TIMESTAMP",
+    "citybase_loads": (
+        "dataset VARCHAR, digest VARCHAR, batch VARCHAR, source VARCHAR, rows BIGINT,"
+        " quarantined BIGINT, duplicates BIGINT, loaded_at TIMESTAMP"
+    ),
+    "citybase_watermark": "log_seq BIGINT",
+    "citybase_quarantine": ", ".join(f"{n} {t}" for n, t in QUARANTINE_COLUMNS),
+}
+
+
+def quote(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    """What one committed batch was: kept so that the same input is never stored twice."""
+
+    dataset: str
+    digest: str
+    batch: str
+    source: str
+    rows: int
+    quarantined: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where the lake lives: catalog (SQLite file or a `postgres:` DSN) and data folder."""
+
+    catalog: str
+    data_path: str
+
+    @classmethod
+    def embedded(cls, root: Path) -> Location:
+        return cls(catalog=f"sqlite:{root / 'catalog.sqlite'}", data_path=str(root / "lake") + "/")
+
+
+class Lake:
+    """The city's tables. Create with a `Location`; close when done."""
+
+    def __init__(self, location: Location, *, threads: int | None = None, memory_limit: str | None = None):
+        self.location = location
+        self.con = connect(threads=threads, memory_limit=memory_limit)
+        self.con.execute(
+            f"ATTACH 'ducklake:{location.catalog}' AS {CATALOG} (DATA_PATH '{location.data_path}')"
+        )
+        self._lock = threading.RLock()
+        self._specs: dict[str, DatasetSpec] = {}
+        with self.transaction() as cur:
+            cur.execute(f"CALL {CATALOG}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS})")
+            cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'zstd')")
+            for name, cols in _SYSTEM_TABLES.items():
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.{name} ({cols})")
+        for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
+            self._specs[name] = DatasetSpec.model_validate_json(spec)
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One atomic commit: everything done on the yielded connection lands together or not at all."""
+        with self._lock:
+            cur = self.con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                cur.close()
+                raise
+            cur.execute("COMMIT")
+            cur.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A read cursor (its own transaction; safe to use from another thread)."""
+        return self.con.cursor()
+
+    # -- datasets -----------------------------------------------------------------------------
+
+    @property
+    def datasets(self) -> dict[str, DatasetSpec]:
+        return dict(self._specs)
+
+    def spec(self, name: str) -> DatasetSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise NotFound(f"no dataset named {name!r}") from None
+
+    def table(self, name: str) -> str:
+        """The dataset's fully qualified table name, for SQL."""
+        self.spec(name)
+        return f"{CATALOG}.{quote(name)}"
+
+    def create_dataset(self, spec: DatasetSpec, *, replace: bool = False) -> bool:
+        """Create the dataset's table from its declaration; False if an identical one exists."""
+        old = self._specs.get(spec.name)
+        if old is not None:
+            if old == spec:
+                return False
+            if not replace:
+                raise Conflict(
+                    f"dataset {spec.name!r} is already declared differently; "
+                    "changing a declaration needs replace=True (a schema migration)"
+                )
+        cols = ", ".join(f"{quote(n)} {sql}" for n, _, sql in stored_columns(spec))
+        with self.transaction() as cur:
+            table = f"{CATALOG}.{quote(spec.name)}"
+            if old is not None:
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+                cur.execute(f"DELETE FROM {CATALOG}.citybase_datasets WHERE name = ?", [spec.name])
+            cur.execute(f"CREATE TABLE {table} ({cols})")
+            if spec.time_field and spec.partition != "none":
+                t = quote(spec.time_field)
+                parts = {"year": [f"year({t})"], "month": [f"year({t})", f"month({t})"]}.get(
+                    spec.partition, [f"year({t})", f"month({t})", f"day({t})"]
+                )
+                cur.execute(f"ALTER TABLE {table} SET PARTITIONED BY ({', '.join(parts)})")
+            cur.execute(
+                f"INSERT INTO {CATALOG}.citybase_datasets VALUES (?, ?, ?)",
+                [spec.name, spec.model_dump_json(), _now()],
+            )
+        self._specs[spec.name] = spec
+        return True
+
+    # -- writes -------------------------------------------------------------------------------
+    # The insert_* functions work inside a `transaction()`; commit_batch is the one-call form.
+
+    def insert_rows(self, cur: duckdb.DuckDBPyConnection, dataset: str, rows: pa.Table) -> int:
+        """Append rows (in the stored layout); return how many were added.
+
+        Rows whose declared key is already stored, or repeated in the batch, are left out.
+        Rows are sorted by H3 cell first, so each row group covers a compact area and min/max
+        statistics on lon/lat and the place keys let a place predicate skip most of a file.
+        """
+        spec = self.spec(dataset)
+        table = self.table(dataset)
+        cols = stored_columns(spec)
+        names = [n for n, _, _ in cols]
+        select = ", ".join(f"ST_GeomFromWKB({quote(n)})" if sql == "GEOMETRY" else quote(n) for n, _, sql in cols)
+        order = f" ORDER BY {quote(H3)}" if H3 in names else ""
+        cur.register("_batch_rows", rows.select(names))
+        src, where = "_batch_rows", ""
+        if spec.key:
+            keys = ", ".join(quote(k) for k in spec.key)
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE _dedup AS SELECT * FROM _batch_rows "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote('_line')}) = 1"
+            )
+            src = "_dedup"
+            cond = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM b.{quote(k)}" for k in spec.key)
+            where = f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond})"
+        got = cur.execute(f"INSERT INTO {table} SELECT {select} FROM {src} b{where}{order}").fetchone()
+        if spec.key:
+            cur.execute("DROP TABLE _dedup")
+        cur.unregister("_batch_rows")
+        return int(got[0]) if got else 0
+
+    def insert_quarantine(self, cur: duckdb.DuckDBPyConnection, quarantine: pa.Table) -> None:
+        if not quarantine.num_rows:
+            return
+        cur.register("_q", quarantine)
+        cols = ", ".join(quote(n) for n, _ in QUARANTINE_COLUMNS)
+        cur.execute(f"INSERT INTO {CATALOG}.citybase_quarantine SELECT {cols} FROM _q")
+        cur.unregister("_q")
+
+    def insert_load(self, cur: duckdb.DuckDBPyConnection, record: LoadRecord) -> None:
+        cur.execute(
+            f"INSERT INTO {CATALOG}.citybase_loads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                record.dataset,
+                record.digest,
+                record.batch,
+                record.source,
+                record.rows,
+                record.quarantined,
+                record.duplicates,
+                _now(),
+            ],
+        )
+
+    def set_watermark(self, cur: duckdb.DuckDBPyConnection, seq: int) -> None:
+        cur.execute(f"DELETE FROM {CATALOG}.citybase_watermark")
+        cur.execute(f"INSERT INTO {CATALOG}.citybase_watermark VALUES (?)", [seq])
+
+    def commit_batch(
+        self,
+        dataset: str,
+        rows: pa.Table,
+        *,
+        quarantine: pa.Table | None = None,
+        watermark: int | None = None,
+    ) -> int:
+        """Append rows with their quarantine and the log watermark in one commit; rows added."""
+        with self.transaction() as cur:
+            added = self.insert_rows(cur, dataset, rows) if rows.num_rows else 0
+            if quarantine is not None:
+                self.insert_quarantine(cur, quarantine)
+            if watermark is not None:
+                self.set_watermark(cur, watermark)
+        return added
+
+    # -- bookkeeping reads --------------------------------------------------------------------
+
+    def find_load(self, dataset: str, digest: str) -> LoadRecord | None:
+        row = self.con.cursor().execute(
+            f"SELECT dataset, digest, batch, source, rows, quarantined, duplicates "
+            f"FROM {CATALOG}.citybase_loads WHERE dataset = ? AND digest = ? LIMIT 1",
+            [dataset, digest],
+        ).fetchone()
+        return LoadRecord(*row) if row else None
+
+    def watermark(self) -> int:
+        row = self.con.cursor().execute(f"SELECT max(log_seq) FROM {CATALOG}.citybase_watermark").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def snapshot(self) -> int:
+        """The current snapshot id: changes with every commit."""
+        row = self.con.cursor().execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()
+        return int(row[0]) if row else 0
+
+    def data_files(self, dataset: str) -> list[tuple[str, str | None]]:
+        """The live (data file, delete file) pairs of a dataset's table."""
+        self.spec(dataset)
+        rows = self.con.cursor().execute(
+            "SELECT data_file, delete_file FROM ducklake_list_files(?, ?)", [CATALOG, dataset]
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        cur = self.con.cursor()
+        out: dict[str, Any] = {}
+        for name in self._specs:
+            row = cur.execute(f"SELECT count(*) FROM {self.table(name)}").fetchone()
+            out[name] = int(row[0]) if row else 0
+        return out
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def spec_json(spec: DatasetSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), ensure_ascii=False)
+
+
+# -- the city model's layers ------------------------------------------------------------------
+
+_PLACE_COLS = "code VARCHAR, name VARCHAR, parent VARCHAR, geom GEOMETRY, xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE"
+
+
+def save_layers(lake: Lake, settings: dict[str, Any], layers: dict[str, pa.Table]) -> None:
+    """Replace the city's settings and area layers in one commit (`place_<level>` tables)."""
+    with lake.transaction() as cur:
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.citybase_city (settings VARCHAR)")
+        cur.execute(f"DELETE FROM {CATALOG}.citybase_city")
+        cur.execute(f"INSERT INTO {CATALOG}.citybase_city VALUES (?)", [json.dumps(settings)])
+        for level, t in layers.items():
+            table = f"{CATALOG}.place_{level}"
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute(f"CREATE TABLE {table} ({_PLACE_COLS})")
+            cur.register("_layer", t)
+            cur.execute(
+                f"INSERT INTO {table} SELECT code, name, parent, ST_GeomFromWKB(geom), xmin, ymin, xmax, ymax "
+                "FROM _layer"
+            )
+            cur.unregister("_layer")
+
+
+def load_layers(lake: Lake) -> tuple[dict[str, Any], dict[str, pa.Table]] | None:
+    """The city's settings and layers as stored, or None before the city is set up."""
+    cur = lake.cursor()
+    tables = {
+        r[0]
+        for r in cur.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]
+        ).fetchall()
+    }
+    if "citybase_city" not in tables:
+        return None
+    row = cur.execute(f"SELECT settings FROM {CATALOG}.citybase_city").fetchone()
+    if row is None:
+        return None
+    layers = {}
+    for name in sorted(tables):
+        if name.startswith("place_"):
+            layers[name.removeprefix("place_")] = cur.execute(
+                f"SELECT code, name, parent, ST_AsWKB(geom) AS geom FROM {CATALOG}.{name}"
+            ).to_arrow_table()
+    return json.loads(row[0]), layers
