@@ -37,7 +37,7 @@ def ingest_rows(
     source: str = "api",
     idempotency_key: str | None = None,
 ) -> IngestResult:
-    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
+    table = rows if isinstance(rows, pa.Table) else rows_to_table(rows)
     batch = f"{spec.name}-{uuid4().hex[:16]}"
     c = conform(spec, table, tz=tz, source=source, batch=batch)
     extra = [(QUARANTINE, c.quarantine)] if c.quarantine.num_rows else []
@@ -48,3 +48,22 @@ def ingest_rows(
     if app.duplicate:
         return IngestResult(spec.name, batch, app.seq, 0, [], duplicate=True)
     return IngestResult(spec.name, batch, app.seq, c.good.num_rows, rejected)
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """JSON-like rows to Arrow; a column of mixed types becomes text, for conform to judge.
+
+    >>> rows_to_table([{"a": 1}, {"a": "x", "b": True}]).to_pydict()
+    {'a': ['1', 'x'], 'b': [None, True]}
+    """
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    cols: dict[str, pa.Array] = {}
+    for n in names:
+        vals = [r.get(n) for r in rows]
+        try:
+            cols[n] = pa.array(vals)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            cols[n] = pa.array([None if v is None else str(v) for v in vals], pa.string())
+    return pa.table(cols) if cols else pa.table({})

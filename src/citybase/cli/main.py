@@ -1,0 +1,196 @@
+"""The `citybase` command: a thin shell over the Python API (`CityBase`).
+
+Every command takes `--root` (or CITYBASE_ROOT): the folder of the embedded platform.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from citybase.errors import CitybaseError
+
+app = typer.Typer(
+    help="citybase: the shared data base of a digital-twin city.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+Root = Annotated[
+    Path,
+    typer.Option("--root", envvar="CITYBASE_ROOT", help="Folder of the embedded platform.", show_default=True),
+]
+DEFAULT_ROOT = Path(".citybase")
+
+
+def _open(root: Path) -> Any:
+    from citybase.platform import CityBase
+
+    return CityBase.open(root)
+
+
+def print_table(t: pa.Table, title: str | None = None, limit: int = 20) -> None:
+    """An Arrow table as a readable terminal table (first `limit` rows)."""
+    table = Table(title=title, show_lines=False, header_style="bold cyan")
+    for name in t.column_names:
+        table.add_column(name, overflow="fold")
+    for row in t.slice(0, limit).to_pylist():
+        table.add_row(*[_fmt(v) for v in row.values()])
+    console.print(table)
+    if t.num_rows > limit:
+        console.print(f"[dim]… {t.num_rows - limit:,} more rows ({t.num_rows:,} in all)[/dim]")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "[dim]∅[/dim]"
+    if isinstance(v, float):
+        return f"{v:,.6g}"
+    if isinstance(v, bytes):
+        return f"<{len(v)} bytes>"
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000 and v < 2**52:
+        return f"{v:,}"
+    return str(v)
+
+
+@app.command()
+def city(
+    declaration: Annotated[Path, typer.Argument(help="city.yaml: the city's area layers.")],
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Set up (or replace) the city model: districts, streets, communities, grid, buildings."""
+    with _open(root) as cb:
+        c = cb.setup_city(declaration)
+        for level, layer in c.layers.items():
+            console.print(f"  {level.value:<10} {len(layer):>8,} areas")
+        console.print(f"[green]city {c.name!r} set up[/green] (time zone {c.timezone}, H3 res {c.h3_resolution})")
+
+
+@app.command()
+def declare(
+    files: Annotated[list[Path], typer.Argument(help="Dataset declarations (YAML or JSON).")],
+    replace: Annotated[bool, typer.Option(help="Replace a dataset declared differently (drops its rows).")] = False,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Declare datasets: name, department, kind, schema, time and place fields."""
+    with _open(root) as cb:
+        for f in files:
+            spec = cb.declare(f, replace=replace)
+            console.print(f"  declared [bold]{spec.name}[/bold] ({spec.kind.value}, {spec.department}/{spec.system})")
+
+
+@app.command()
+def load(
+    dataset: Annotated[str, typer.Argument(help="A declared dataset.")],
+    files: Annotated[list[Path], typer.Argument(help="Files (or folders) to load.")],
+    format: Annotated[str | None, typer.Option(help="Reader name, when the file ending does not tell.")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer inside the file (GeoPackage; OSM: buildings/roads/pois).")]
+    = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (sniffed when not given).")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV files, e.g. gbk.")] = "utf-8",
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Load files into a dataset: validated, place-keyed, committed atomically, idempotent."""
+    from citybase.gateway.readers.base import ReadOptions, iter_files, reader_for
+
+    opts = ReadOptions(layer=layer, delimiter=delimiter, encoding=encoding)
+    paths: list[Path] = []
+    for f in files:
+        paths += list(iter_files(f, reader_for(f, format) if f.is_file() else None))
+    with _open(root) as cb:
+        summary = Table(title=f"load into {dataset}", header_style="bold cyan")
+        for c in ("file", "read", "added", "quarantined", "duplicates", "note"):
+            summary.add_column(c, justify="right" if c in ("read", "added", "quarantined", "duplicates") else "left")
+        reasons: dict[str, int] = {}
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+            TimeElapsedColumn(), console=console, transient=True,
+        ) as bar:
+            task = bar.add_task("loading", total=len(paths))
+            for p in paths:
+                bar.update(task, description=f"loading {p.name}")
+                rows_task = bar.add_task(f"  {p.name}", total=None)
+                res = cb.load(dataset, p, format=format, options=opts,
+                              progress=lambda n, t=rows_task: bar.advance(t, n))
+                bar.remove_task(rows_task)
+                bar.advance(task)
+                note = "already loaded: nothing added" if res.skipped else ""
+                summary.add_row(p.name, f"{res.read:,}", f"{res.added:,}", f"{res.quarantined:,}",
+                                f"{res.duplicates:,}", note)
+                for r, n in res.reasons.items():
+                    reasons[r] = reasons.get(r, 0) + n
+        console.print(summary)
+        for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            console.print(f"  [yellow]quarantined[/yellow] {n:,} × {r}")
+        if reasons:
+            console.print(f"  see them with: citybase quarantine {dataset}")
+
+
+@app.command()
+def datasets(root: Root = DEFAULT_ROOT) -> None:
+    """List declared datasets with their row counts."""
+    with _open(root) as cb:
+        counts = cb.lake.stats()
+        rows = [
+            {"dataset": n, "kind": s.kind.value, "department": s.department, "system": s.system,
+             "rows": counts.get(n, 0), "title": s.title}
+            for n, s in sorted(cb.datasets.items())
+        ]
+        print_table(pa.Table.from_pylist(rows) if rows else pa.table({"dataset": []}), "datasets", limit=500)
+
+
+@app.command()
+def quarantine(
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Show rejected rows: file, line, field, value and reason."""
+    with _open(root) as cb:
+        t = cb.quarantine(dataset).select(["dataset", "source", "line", "field", "value", "reason"])
+        print_table(t, "quarantine", limit=limit)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the lake (tables lake.<dataset>, lake.place_<level>).")],
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Run SQL (DuckDB with the spatial extension) over the city's tables."""
+    with _open(root) as cb:
+        t = cb.sql(query)
+        if as_json:
+            for r in t.to_pylist():
+                console.print_json(json.dumps(r, default=str, ensure_ascii=False))
+        else:
+            print_table(t, limit=limit)
+
+
+@app.command()
+def flush(root: Root = DEFAULT_ROOT) -> None:
+    """Compact the durable append log into the lake."""
+    with _open(root) as cb:
+        console.print(f"applied {cb.flush()} log entries")
+
+
+def main() -> None:
+    try:
+        app()
+    except CitybaseError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
