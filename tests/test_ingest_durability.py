@@ -36,8 +36,14 @@ SPEC: dict[str, Any] = {
 
 def rows(start: int, n: int) -> list[dict[str, Any]]:
     return [
-        {"station": f"s{i % 7}", "ts": f"2026-11-0{1 + i % 9} 0{i % 10}:00:00", "lon": 116.3 + (i % 50) / 1000,
-         "lat": 39.9, "pm25": float(i % 300), "seq": i}
+        {
+            "station": f"s{i % 7}",
+            "ts": f"2026-11-0{1 + i % 9} 0{i % 10}:00:00",
+            "lon": 116.3 + (i % 50) / 1000,
+            "lat": 39.9,
+            "pm25": float(i % 300),
+            "seq": i,
+        }
         for i in range(start, start + n)
     ]
 

@@ -62,7 +62,12 @@ def test_random_layers_match_brute_force(seed: int, n_areas: int, cell: float | 
     rng = np.random.default_rng(seed)
     centres = rng.uniform(0, 10, (n_areas, 2))
     radii = rng.uniform(0.1, 3, n_areas)
-    geoms = np.array([shapely.Point(c).buffer(r, quad_segs=rng.integers(1, 8)) for c, r in zip(centres, radii, strict=True)])
+    geoms = np.array(
+        [
+            shapely.Point(c).buffer(r, quad_segs=rng.integers(1, 8))
+            for c, r in zip(centres, radii, strict=True)
+        ]
+    )
     idx = AreaIndex(geoms, cell=cell)
     x, y = rng.uniform(-1, 11, 5_000), rng.uniform(-1, 11, 5_000)
     assert np.array_equal(idx.lookup(x, y), brute(idx.geoms, x, y))

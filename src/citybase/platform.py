@@ -57,7 +57,9 @@ class CityBase:
     def __enter__(self) -> CityBase:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # -- the city model -----------------------------------------------------------------------
@@ -94,7 +96,9 @@ class CityBase:
     def datasets(self) -> dict[str, DatasetSpec]:
         return self.lake.datasets
 
-    def declare(self, spec: DatasetSpec | str | Path | dict[str, Any], *, replace: bool = False) -> DatasetSpec:
+    def declare(
+        self, spec: DatasetSpec | str | Path | dict[str, Any], *, replace: bool = False
+    ) -> DatasetSpec:
         """Declare a dataset (from a spec, a YAML/JSON file or a dict); idempotent."""
         if isinstance(spec, str | Path):
             spec = DatasetSpec.from_file(spec)
@@ -115,7 +119,9 @@ class CityBase:
         progress: Callable[[int], None] | None = None,
     ) -> LoadResult:
         """Bulk-load a file into a dataset (atomic, idempotent by content)."""
-        return load_file(self.lake, self.city, dataset, path, format=format, options=options, progress=progress)
+        return load_file(
+            self.lake, self.city, dataset, path, format=format, options=options, progress=progress
+        )
 
     def ingest(
         self,
@@ -145,5 +151,6 @@ class CityBase:
     def quarantine(self, dataset: str | None = None) -> pa.Table:
         where = " WHERE dataset = ?" if dataset else ""
         return self.sql(
-            f"SELECT * FROM lake.citybase_quarantine{where} ORDER BY quarantined_at, source, line", [dataset] if dataset else []
+            f"SELECT * FROM lake.citybase_quarantine{where} ORDER BY quarantined_at, source, line",
+            [dataset] if dataset else [],
         )

@@ -27,7 +27,9 @@ err = Console(stderr=True)
 
 Root = Annotated[
     Path,
-    typer.Option("--root", envvar="CITYBASE_ROOT", help="Folder of the embedded platform.", show_default=True),
+    typer.Option(
+        "--root", envvar="CITYBASE_ROOT", help="Folder of the embedded platform.", show_default=True
+    ),
 ]
 DEFAULT_ROOT = Path(".citybase")
 
@@ -72,29 +74,38 @@ def city(
         c = cb.setup_city(declaration)
         for level, layer in c.layers.items():
             console.print(f"  {level.value:<10} {len(layer):>8,} areas")
-        console.print(f"[green]city {c.name!r} set up[/green] (time zone {c.timezone}, H3 res {c.h3_resolution})")
+        console.print(
+            f"[green]city {c.name!r} set up[/green] (time zone {c.timezone}, H3 res {c.h3_resolution})"
+        )
 
 
 @app.command()
 def declare(
     files: Annotated[list[Path], typer.Argument(help="Dataset declarations (YAML or JSON).")],
-    replace: Annotated[bool, typer.Option(help="Replace a dataset declared differently (drops its rows).")] = False,
+    replace: Annotated[
+        bool, typer.Option(help="Replace a dataset declared differently (drops its rows).")
+    ] = False,
     root: Root = DEFAULT_ROOT,
 ) -> None:
     """Declare datasets: name, department, kind, schema, time and place fields."""
     with _open(root) as cb:
         for f in files:
             spec = cb.declare(f, replace=replace)
-            console.print(f"  declared [bold]{spec.name}[/bold] ({spec.kind.value}, {spec.department}/{spec.system})")
+            console.print(
+                f"  declared [bold]{spec.name}[/bold] ({spec.kind.value}, {spec.department}/{spec.system})"
+            )
 
 
 @app.command()
 def load(
     dataset: Annotated[str, typer.Argument(help="A declared dataset.")],
     files: Annotated[list[Path], typer.Argument(help="Files (or folders) to load.")],
-    format: Annotated[str | None, typer.Option(help="Reader name, when the file ending does not tell.")] = None,
-    layer: Annotated[str | None, typer.Option(help="Layer inside the file (GeoPackage; OSM: buildings/roads/pois).")]
-    = None,
+    format: Annotated[
+        str | None, typer.Option(help="Reader name, when the file ending does not tell.")
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option(help="Layer inside the file (GeoPackage; OSM: buildings/roads/pois).")
+    ] = None,
     delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (sniffed when not given).")] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of CSV files, e.g. gbk.")] = "utf-8",
     root: Root = DEFAULT_ROOT,
@@ -109,23 +120,37 @@ def load(
     with _open(root) as cb:
         summary = Table(title=f"load into {dataset}", header_style="bold cyan")
         for c in ("file", "read", "added", "quarantined", "duplicates", "note"):
-            summary.add_column(c, justify="right" if c in ("read", "added", "quarantined", "duplicates") else "left")
+            summary.add_column(
+                c, justify="right" if c in ("read", "added", "quarantined", "duplicates") else "left"
+            )
         reasons: dict[str, int] = {}
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-            TimeElapsedColumn(), console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         ) as bar:
             task = bar.add_task("loading", total=len(paths))
             for p in paths:
                 bar.update(task, description=f"loading {p.name}")
                 rows_task = bar.add_task(f"  {p.name}", total=None)
-                res = cb.load(dataset, p, format=format, options=opts,
-                              progress=lambda n, t=rows_task: bar.advance(t, n))
+                res = cb.load(
+                    dataset, p, format=format, options=opts, progress=lambda n, t=rows_task: bar.advance(t, n)
+                )
                 bar.remove_task(rows_task)
                 bar.advance(task)
                 note = "already loaded: nothing added" if res.skipped else ""
-                summary.add_row(p.name, f"{res.read:,}", f"{res.added:,}", f"{res.quarantined:,}",
-                                f"{res.duplicates:,}", note)
+                summary.add_row(
+                    p.name,
+                    f"{res.read:,}",
+                    f"{res.added:,}",
+                    f"{res.quarantined:,}",
+                    f"{res.duplicates:,}",
+                    note,
+                )
                 for r, n in res.reasons.items():
                     reasons[r] = reasons.get(r, 0) + n
         console.print(summary)
@@ -141,8 +166,14 @@ def datasets(root: Root = DEFAULT_ROOT) -> None:
     with _open(root) as cb:
         counts = cb.lake.stats()
         rows = [
-            {"dataset": n, "kind": s.kind.value, "department": s.department, "system": s.system,
-             "rows": counts.get(n, 0), "title": s.title}
+            {
+                "dataset": n,
+                "kind": s.kind.value,
+                "department": s.department,
+                "system": s.system,
+                "rows": counts.get(n, 0),
+                "title": s.title,
+            }
             for n, s in sorted(cb.datasets.items())
         ]
         print_table(pa.Table.from_pylist(rows) if rows else pa.table({"dataset": []}), "datasets", limit=500)
@@ -162,7 +193,9 @@ def quarantine(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the lake (tables lake.<dataset>, lake.place_<level>).")],
+    query: Annotated[
+        str, typer.Argument(help="SQL over the lake (tables lake.<dataset>, lake.place_<level>).")
+    ],
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
     root: Root = DEFAULT_ROOT,

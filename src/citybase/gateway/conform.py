@@ -78,7 +78,7 @@ def _blank_to_null(arr: pa.Array) -> pa.Array:
 
 
 def _column(table: pa.Table, spec_field: FieldSpec) -> pa.Array | None:
-    """The source column for a declared field: its `source` name, its own name, or a case-insensitive match."""
+    """The source column of a field: its `source` name, its own name, or a case-insensitive match."""
     wanted = spec_field.source or spec_field.name
     names = table.column_names
     if wanted in names:
@@ -197,7 +197,9 @@ def _check_values(raw: pa.Array, arr: pa.Array, f: FieldSpec, out: Findings) -> 
         out.add(bad, f.name, f"not one of {f.enum}", _as_str_list(arr, bad))
 
 
-def _geometry(spec: DatasetSpec, table: pa.Table, cols: dict[str, pa.Array], out: Findings) -> dict[str, pa.Array]:
+def _geometry(
+    spec: DatasetSpec, table: pa.Table, cols: dict[str, pa.Array], out: Findings
+) -> dict[str, pa.Array]:
     """lon/lat (and the shape, for areas) in WGS 84, with unreadable or impossible places found."""
     geo = spec.geometry
     n = table.num_rows
@@ -220,7 +222,7 @@ def _geometry(spec: DatasetSpec, table: pa.Table, cols: dict[str, pa.Array], out
         unreadable = np.nonzero(shapely.is_missing(shapes) & ~missing_raw)[0]
         out.add(unreadable, geo.field, f"unreadable geometry ({geo.encoding})", _as_str_list(raw, unreadable))
         empty = shapely.is_missing(shapes) | shapely.is_empty(shapes)
-        pts = shapely.point_on_surface(np.where(empty, None, shapes))
+        pts = shapely.point_on_surface(np.where(empty, np.array(None, dtype=object), shapes))
         lon = shapely.get_x(pts)
         lat = shapely.get_y(pts)
         where = geo.field
@@ -234,7 +236,9 @@ def _geometry(spec: DatasetSpec, table: pa.Table, cols: dict[str, pa.Array], out
     present = np.isfinite(lon) & np.isfinite(lat)
     outside = np.nonzero(present & ((np.abs(lon) > 180) | (np.abs(lat) > 90)))[0]
     out.add(
-        outside, where, "coordinates outside the world (lon -180..180, lat -90..90)",
+        outside,
+        where,
+        "coordinates outside the world (lon -180..180, lat -90..90)",
         [f"{lon[i]:.6g}, {lat[i]:.6g}" for i in outside[:10_000]] + [None] * max(0, len(outside) - 10_000),
     )
     if spec.kind.value in ("points", "tracks", "areas"):
@@ -251,15 +255,16 @@ def _geometry(spec: DatasetSpec, table: pa.Table, cols: dict[str, pa.Array], out
 
 
 def _decode(raw: pa.Array, encoding: str) -> npt.NDArray[np.object_]:
-    if encoding == "wkb":
-        if pa.types.is_string(raw.type):
-            vals = raw.to_numpy(zero_copy_only=False)
-            return shapely.from_wkb(vals, on_invalid="ignore")  # hex WKB
-        return shapely.from_wkb(raw.to_numpy(zero_copy_only=False), on_invalid="ignore")
-    if encoding == "wkt":
-        return shapely.from_wkt(pc.cast(raw, pa.string()).to_numpy(zero_copy_only=False), on_invalid="ignore")
-    vals = pc.cast(raw, pa.string()).to_numpy(zero_copy_only=False)
-    return shapely.from_geojson(vals, on_invalid="ignore")
+    vals = raw.to_numpy(zero_copy_only=False)
+    if encoding == "wkb":  # binary, or hex text
+        out = shapely.from_wkb(vals, on_invalid="ignore")
+    elif encoding == "wkt":
+        out = shapely.from_wkt(pc.cast(raw, pa.string()).to_numpy(zero_copy_only=False), on_invalid="ignore")
+    else:
+        out = shapely.from_geojson(
+            pc.cast(raw, pa.string()).to_numpy(zero_copy_only=False), on_invalid="ignore"
+        )
+    return np.asarray(out, dtype=object)
 
 
 def conform(
@@ -285,9 +290,7 @@ def conform(
         if LINE in table.column_names
         else pa.array(np.arange(1, n + 1, dtype=np.int64))
     )
-    missing_required = [
-        f.source or f.name for f in spec.fields if f.required and _column(table, f) is None
-    ]
+    missing_required = [f.source or f.name for f in spec.fields if f.required and _column(table, f) is None]
     if missing_required:
         raise InputError(
             f"{source}: required column(s) {missing_required} not found; "

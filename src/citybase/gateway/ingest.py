@@ -42,9 +42,7 @@ def ingest_rows(
     c = conform(spec, table, tz=tz, source=source, batch=batch)
     extra = [(QUARANTINE, c.quarantine)] if c.quarantine.num_rows else []
     app = log.append(spec.name, c.good, batch=batch, kind=ROWS, idempotency_key=idempotency_key, extra=extra)
-    rejected = [
-        {k: r[k] for k in ("line", "field", "value", "reason")} for r in c.quarantine.to_pylist()
-    ]
+    rejected = [{k: r[k] for k in ("line", "field", "value", "reason")} for r in c.quarantine.to_pylist()]
     if app.duplicate:
         return IngestResult(spec.name, batch, app.seq, 0, [], duplicate=True)
     return IngestResult(spec.name, batch, app.seq, c.good.num_rows, rejected)

@@ -59,7 +59,8 @@ class AppendLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL,"
+                "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " dataset TEXT NOT NULL,"
                 " kind TEXT NOT NULL, batch TEXT NOT NULL, idem TEXT, rows INTEGER NOT NULL,"
                 " payload BLOB NOT NULL, at REAL NOT NULL)"
             )
@@ -91,7 +92,8 @@ class AppendLog:
             try:
                 if idempotency_key is not None:
                     row = cur.execute(
-                        "SELECT seq FROM idempotency WHERE dataset = ? AND idem = ?", (dataset, idempotency_key)
+                        "SELECT seq FROM idempotency WHERE dataset = ? AND idem = ?",
+                        (dataset, idempotency_key),
                     ).fetchone()
                     if row is not None:
                         cur.execute("ROLLBACK")
@@ -122,7 +124,8 @@ class AppendLog:
         """Entries with a sequence number above `seq`, in order, up to about `limit_rows` rows."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, dataset, kind, batch, rows, payload FROM entries WHERE seq > ? ORDER BY seq", (seq,)
+                "SELECT seq, dataset, kind, batch, rows, payload FROM entries WHERE seq > ? ORDER BY seq",
+                (seq,),
             ).fetchall()
         total = 0
         for s, dataset, kind, batch, n, payload in rows:

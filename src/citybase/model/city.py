@@ -6,7 +6,7 @@ management grid, the building it falls in, and an H3 cell.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from citybase.errors import DeclarationError
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """Place levels, coarse to fine; each becomes a place-key column of the same name."""
 
     district = "district"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ RESERVED_COLUMNS = frozenset(
 )
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """The data kinds of the city (DESIGN.md): they decide the storage layout and the queries."""
 
     points = "points"  # located events and objects
@@ -53,7 +53,7 @@ class Kind(str, Enum):
     records = "records"  # department tables, possibly with an address
 
 
-class FieldType(str, Enum):
+class FieldType(StrEnum):
     string = "string"
     int = "int"
     float = "float"
@@ -63,7 +63,7 @@ class FieldType(str, Enum):
     json = "json"
 
 
-class Personal(str, Enum):
+class Personal(StrEnum):
     """Personal-data classes: each has a default mask when shared (see the share box)."""
 
     name = "name"
@@ -248,4 +248,6 @@ class DatasetSpec(BaseModel):
             raise DeclarationError(f"{where}: invalid dataset declaration\n" + "\n".join(lines)) from e
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True)
+        return yaml.safe_dump(
+            self.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True
+        )

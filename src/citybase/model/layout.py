@@ -64,7 +64,11 @@ def stored_columns(spec: DatasetSpec) -> list[tuple[str, pa.DataType, str]]:
     if spec.located or spec.address_field:
         cols += [(k, pa.string(), "VARCHAR") for k in PLACE_KEYS]
         cols += [(H3, pa.uint64(), "UBIGINT")]
-    cols += [(BATCH, pa.string(), "VARCHAR"), (LINE, pa.int64(), "BIGINT"), (INGESTED_AT, pa.timestamp("us"), "TIMESTAMP")]
+    cols += [
+        (BATCH, pa.string(), "VARCHAR"),
+        (LINE, pa.int64(), "BIGINT"),
+        (INGESTED_AT, pa.timestamp("us"), "TIMESTAMP"),
+    ]
     return cols
 
 

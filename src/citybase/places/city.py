@@ -139,7 +139,9 @@ def read_layer(ls: LayerSpec) -> Layer:
     t = pa.Table.from_batches(batches)
     for need in (ls.code, GEOMETRY):
         if need not in t.column_names:
-            raise DeclarationError(f"{path}: layer {ls.level.value} has no field {need!r}; it has {t.column_names}")
+            raise DeclarationError(
+                f"{path}: layer {ls.level.value} has no field {need!r}; it has {t.column_names}"
+            )
     geoms = shapely.from_wkb(t.column(GEOMETRY).to_numpy(zero_copy_only=False))
     geoms = np.array([polygonal(g) for g in geoms], dtype=object)
     keep = ~shapely.is_empty(geoms)

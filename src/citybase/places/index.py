@@ -57,7 +57,7 @@ class AreaIndex:
         shapely.prepare(self.geoms)
         n = len(self.geoms)
         bounds = shapely.bounds(self.geoms).reshape(n, 4) if n else np.zeros((0, 4))
-        ok = np.isfinite(bounds).all(axis=1) if n else np.zeros(0, dtype=bool)
+        ok = np.asarray(np.isfinite(bounds).all(axis=1), dtype=bool)
         if not ok.any():
             self.x0 = self.y0 = 0.0
             self.cell = 1.0
@@ -83,9 +83,9 @@ class AreaIndex:
 
     # -- build --------------------------------------------------------------------------------
 
-    def _cell_xy(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.int64]
-    ]:
+    def _cell_xy(
+        self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         ix = np.floor((x - self.x0) / self.cell).astype(np.int64)
         iy = np.floor((y - self.y0) / self.cell).astype(np.int64)
         return ix, iy

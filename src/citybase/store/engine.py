@@ -20,8 +20,12 @@ def _extension_file(package: str, name: str) -> str:
     try:
         mod = __import__(package)
     except ImportError as e:  # pragma: no cover - the core dependencies include them
-        raise MissingDependency(f"DuckDB extension package {package!r} is missing: pip install citybase") from e
-    files = glob.glob(os.path.join(os.path.dirname(mod.__file__), "extensions", "*", f"{name}.duckdb_extension"))
+        raise MissingDependency(
+            f"DuckDB extension package {package!r} is missing: pip install citybase"
+        ) from e
+    files = glob.glob(
+        os.path.join(os.path.dirname(str(mod.__file__)), "extensions", "*", f"{name}.duckdb_extension")
+    )
     if not files:  # pragma: no cover
         raise MissingDependency(f"{package} has no {name}.duckdb_extension file")
     return files[0]
@@ -40,9 +44,11 @@ def connect(
     >>> con.execute("SELECT ST_AsText(ST_Point(116.4, 39.9))").fetchone()[0]
     'POINT (116.4 39.9)'
     """
-    ext_dir = Path(extension_dir) if extension_dir else Path.home() / ".cache" / "citybase" / "duckdb-extensions"
+    ext_dir = (
+        Path(extension_dir) if extension_dir else Path.home() / ".cache" / "citybase" / "duckdb-extensions"
+    )
     ext_dir.mkdir(parents=True, exist_ok=True)
-    config: dict[str, str | bool | int] = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "extension_directory": str(ext_dir),

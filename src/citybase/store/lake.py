@@ -191,7 +191,9 @@ class Lake:
         table = self.table(dataset)
         cols = stored_columns(spec)
         names = [n for n, _, _ in cols]
-        select = ", ".join(f"ST_GeomFromWKB({quote(n)})" if sql == "GEOMETRY" else quote(n) for n, _, sql in cols)
+        select = ", ".join(
+            f"ST_GeomFromWKB({quote(n)})" if sql == "GEOMETRY" else quote(n) for n, _, sql in cols
+        )
         order = f" ORDER BY {quote(H3)}" if H3 in names else ""
         cur.register("_batch_rows", rows.select(names))
         src, where = "_batch_rows", ""
@@ -257,11 +259,15 @@ class Lake:
     # -- bookkeeping reads --------------------------------------------------------------------
 
     def find_load(self, dataset: str, digest: str) -> LoadRecord | None:
-        row = self.con.cursor().execute(
-            f"SELECT dataset, digest, batch, source, rows, quarantined, duplicates "
-            f"FROM {CATALOG}.citybase_loads WHERE dataset = ? AND digest = ? LIMIT 1",
-            [dataset, digest],
-        ).fetchone()
+        row = (
+            self.con.cursor()
+            .execute(
+                f"SELECT dataset, digest, batch, source, rows, quarantined, duplicates "
+                f"FROM {CATALOG}.citybase_loads WHERE dataset = ? AND digest = ? LIMIT 1",
+                [dataset, digest],
+            )
+            .fetchone()
+        )
         return LoadRecord(*row) if row else None
 
     def watermark(self) -> int:
@@ -276,9 +282,11 @@ class Lake:
     def data_files(self, dataset: str) -> list[tuple[str, str | None]]:
         """The live (data file, delete file) pairs of a dataset's table."""
         self.spec(dataset)
-        rows = self.con.cursor().execute(
-            "SELECT data_file, delete_file FROM ducklake_list_files(?, ?)", [CATALOG, dataset]
-        ).fetchall()
+        rows = (
+            self.con.cursor()
+            .execute("SELECT data_file, delete_file FROM ducklake_list_files(?, ?)", [CATALOG, dataset])
+            .fetchall()
+        )
         return [(r[0], r[1]) for r in rows]
 
     def stats(self) -> dict[str, Any]:
@@ -300,7 +308,10 @@ def spec_json(spec: DatasetSpec) -> str:
 
 # -- the city model's layers ------------------------------------------------------------------
 
-_PLACE_COLS = "code VARCHAR, name VARCHAR, parent VARCHAR, geom GEOMETRY, xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE"
+_PLACE_COLS = (
+    "code VARCHAR, name VARCHAR, parent VARCHAR, geom GEOMETRY, "
+    "xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE"
+)
 
 
 def save_layers(lake: Lake, settings: dict[str, Any], layers: dict[str, pa.Table]) -> None:
@@ -315,7 +326,8 @@ def save_layers(lake: Lake, settings: dict[str, Any], layers: dict[str, pa.Table
             cur.execute(f"CREATE TABLE {table} ({_PLACE_COLS})")
             cur.register("_layer", t)
             cur.execute(
-                f"INSERT INTO {table} SELECT code, name, parent, ST_GeomFromWKB(geom), xmin, ymin, xmax, ymax "
+                f"INSERT INTO {table} SELECT code, name, parent, ST_GeomFromWKB(geom), "
+                "xmin, ymin, xmax, ymax "
                 "FROM _layer"
             )
             cur.unregister("_layer")

@@ -8,6 +8,7 @@ column of WKB in EPSG:4326 (reprojected when the file says another CRS).
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,43 @@ def reader_for(path: str | Path, format: str | None = None) -> Reader:
     if best is None:
         raise InputError(f"{path}: cannot tell the format from the file name; pass format=")
     return best[1]
+
+
+def iter_files(path: str | Path, reader: Reader | None = None) -> list[Path]:
+    """The files a load of `path` means: the file itself, or those a directory or glob holds, sorted.
+
+    In a directory (searched recursively) or a glob, a file counts when `reader` claims its ending,
+    or, without a reader, when any registered reader does. Hidden files and folders are skipped.
+
+    >>> iter_files("Data/010/Trajectory", reader_for("x.plt"))  # doctest: +SKIP
+    [PosixPath('Data/010/Trajectory/20080330004134.plt'), ...]
+    """
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        candidates = [f for f in p.rglob("*") if not _hidden(f.relative_to(p))]
+    elif glob.has_magic(str(path)):
+        candidates = [Path(m) for m in glob.glob(str(path), recursive=True)]
+        candidates += [f for c in list(candidates) if c.is_dir() for f in c.rglob("*") if not _hidden(f.relative_to(c))]
+    else:
+        raise InputError(f"{path}: no such file or directory")
+    files = sorted({f for f in candidates if f.is_file() and _claimed(f, reader)})
+    if not files:
+        what = f"the {reader.name} reader" if reader is not None else "any reader"
+        raise InputError(f"{path}: no files that {what} can read")
+    return files
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _claimed(file: Path, reader: Reader | None) -> bool:
+    name = file.name.lower()
+    if reader is not None:
+        return any(name.endswith(s) for s in reader.suffixes)
+    return any(name.endswith(s) for r in readers().values() for s in r.suffixes)
 
 
 def _load_builtins() -> None:
