@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,6 +28,9 @@ from citybase.model.city import CitySpec, Level
 from citybase.model.dataset import DatasetSpec
 from citybase.places.city import City, Layer
 from citybase.store.lake import Lake, Location, load_layers, save_layers
+
+if TYPE_CHECKING:
+    from citybase.query.engine import QueryEngine
 
 
 class CityBase:
@@ -42,6 +45,7 @@ class CityBase:
         self._city: City | None = None
         self._city_loaded = False
         self._compact_lock = threading.Lock()
+        self._query: QueryEngine | None = None
         # Replay what a crash may have left between the log and the lake.
         self.flush()
 
@@ -88,6 +92,7 @@ class CityBase:
         settings = {"name": city.name, "timezone": city.timezone, "h3_resolution": city.h3_resolution}
         save_layers(self.lake, settings, {lvl.value: layer.to_arrow() for lvl, layer in city.layers.items()})
         self._city, self._city_loaded = city, True
+        self._query = None  # the engine holds the city it was made with
         return city
 
     # -- datasets -----------------------------------------------------------------------------
@@ -143,6 +148,15 @@ class CityBase:
             return compact(self.log, self.lake, self.city)
 
     # -- reads --------------------------------------------------------------------------------
+
+    @property
+    def query(self) -> QueryEngine:
+        """The spatio-temporal query engine over this platform's lake (B1-B8, about a place)."""
+        if self._query is None:
+            from citybase.query.engine import QueryEngine
+
+            self._query = QueryEngine(self.lake, self.city)
+        return self._query
 
     def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
         """Run SQL over the lake (tables are `lake.<dataset>`); returns an Arrow table."""

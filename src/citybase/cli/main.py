@@ -217,6 +217,10 @@ def flush(root: Root = DEFAULT_ROOT) -> None:
         console.print(f"applied {cb.flush()} log entries")
 
 
+# Commands defined in other modules register themselves on `app` when imported.
+from citybase.cli import demo as _demo  # noqa: E402, F401
+
+
 def main() -> None:
     try:
         app()

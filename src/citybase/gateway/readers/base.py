@@ -94,7 +94,9 @@ def iter_files(path: str | Path, reader: Reader | None = None) -> list[Path]:
         candidates = [f for f in p.rglob("*") if not _hidden(f.relative_to(p))]
     elif glob.has_magic(str(path)):
         candidates = [Path(m) for m in glob.glob(str(path), recursive=True)]
-        candidates += [f for c in list(candidates) if c.is_dir() for f in c.rglob("*") if not _hidden(f.relative_to(c))]
+        candidates += [
+            f for c in list(candidates) if c.is_dir() for f in c.rglob("*") if not _hidden(f.relative_to(c))
+        ]
     else:
         raise InputError(f"{path}: no such file or directory")
     files = sorted({f for f in candidates if f.is_file() and _claimed(f, reader)})

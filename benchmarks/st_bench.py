@@ -1,0 +1,231 @@
+"""Spatio-temporal benchmark: citybase vs DuckDB + spatial over plain Parquet vs GeoPandas.
+
+    python benchmarks/st_bench.py --points 10000000          # the default run
+    python benchmarks/st_bench.py --points 100000000 --no-geopandas
+
+Same data for every engine, in the same run, 2 threads each: N GPS points from the sample city's
+generator (`citybase.sim`) over ~300 district polygons. Prints p50/p99 latency per query, load
+rates, peak RSS and each peer's time divided by citybase's (above 1 = citybase faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from citybase import CityBase
+from citybase.model.city import Level
+from citybase.places.city import City, Layer
+from citybase.store.engine import connect
+
+THREADS = 2
+SPEC: dict[str, Any] = {
+    "name": "gps",
+    "department": "transport",
+    "system": "fleet-gps",
+    "kind": "tracks",
+    "time_field": "ts",
+    "object_field": "object_id",
+    "partition": "day",
+    "geometry": {"lon": "lon", "lat": "lat"},
+    "fields": [
+        {"name": "object_id", "type": "int"},
+        {"name": "ts", "type": "timestamp"},
+        {"name": "lon", "type": "float"},
+        {"name": "lat", "type": "float"},
+        {"name": "speed", "type": "float", "unit": "m/s"},
+    ],
+}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
+    """p50 and p99 in ms over `reps` runs (after one warm-up), and the last result."""
+    out = fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        ts.append((time.perf_counter() - t) * 1000)
+    ts.sort()
+    return statistics.median(ts), ts[min(len(ts) - 1, int(len(ts) * 0.99))], out
+
+
+def make_data(d: Path, n: int, n_districts: int, seed: int) -> tuple[Path, Any]:
+    from citybase.sim import iter_gps_points
+    from citybase.sim.admin import districts
+
+    g = districts(n_districts, seed=seed)
+    path = d / "points.parquet"
+    writer: pq.ParquetWriter | None = None
+    for chunk in iter_gps_points(n, chunk_rows=5_000_000, seed=seed):
+        t = chunk.select(["object_id", "ts", "lon", "lat", "speed"])
+        if writer is None:
+            writer = pq.ParquetWriter(path, t.schema)
+        writer.write_table(t)
+    assert writer is not None
+    writer.close()
+    return path, g
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=10_000_000)
+    ap.add_argument("--districts", type=int, default=300)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--csv-rows", type=int, default=2_000_000, help="rows for the CSV load-rate comparison")
+    ap.add_argument("--no-geopandas", action="store_true")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--keep", type=Path, help="keep the data in this folder")
+    args = ap.parse_args()
+    d = args.keep or Path(tempfile.mkdtemp(prefix="citybase-bench-"))
+    d.mkdir(parents=True, exist_ok=True)
+    res: dict[str, dict[str, float]] = {}
+    try:
+        t = time.perf_counter()
+        parquet, g = make_data(d, args.points, args.districts, args.seed)
+        print(f"data: {args.points:,} points, {len(g)} districts, generated in {time.perf_counter() - t:.1f} s")
+        meta = pq.ParquetFile(parquet).metadata
+        print(f"plain parquet: {parquet.stat().st_size / 1e6:.0f} MB, {meta.num_row_groups} row groups")
+
+        # ---- load ---------------------------------------------------------------------------
+        cb = CityBase.open(d / "cb", threads=THREADS)
+        codes = np.array([str(c) for c in g["code"]], dtype=object)
+        layer = Layer(Level.district, codes, codes.copy(), np.array([None] * len(g), dtype=object),
+                      np.array(g.geometry.values, dtype=object))
+        cb.setup_city(City("bench", "UTC", 12, {Level.district: layer}))
+        cb.declare(SPEC)
+        t = time.perf_counter()
+        r = cb.load("gps", parquet)
+        load_s = time.perf_counter() - t
+        assert r.added == args.points, r
+        print(f"citybase load from Parquet: {args.points / load_s:,.0f} rows/s ({load_s:.1f} s), "
+              f"with place keys; peak RSS so far {peak_rss_mb():,.0f} MB")
+        csv = d / "points.csv"
+        small = pq.read_table(parquet).slice(0, args.csv_rows)
+        pacsv.write_csv(small, csv)
+        con = connect(threads=THREADS)
+        t = time.perf_counter()
+        con.execute(f"COPY (SELECT * FROM read_csv('{csv}')) TO '{d}/copy.parquet' (FORMAT parquet)")
+        duck_csv = args.csv_rows / (time.perf_counter() - t)
+        cb.declare({**SPEC, "name": "gps_csv"})
+        t = time.perf_counter()
+        r2 = cb.load("gps_csv", csv)
+        cb_csv = args.csv_rows / (time.perf_counter() - t)
+        assert r2.added == args.csv_rows, r2
+        print(f"CSV: citybase {cb_csv:,.0f} rows/s vs DuckDB CSV->Parquet copy {duck_csv:,.0f} rows/s "
+              f"({cb_csv / duck_csv:.0%})")
+        del small
+        gc.collect()
+
+        # ---- queries ------------------------------------------------------------------------
+        q = cb.query
+        stats = pq.read_table(parquet, columns=["ts"]).column("ts")
+        t0 = stats[0].as_py().replace(minute=0, second=0, microsecond=0)
+        b = g.total_bounds
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        # ~1% of the points: the skewed generator is denser in the centre; a box of 1% of the area there.
+        w = (b[2] - b[0]) * 0.05
+        box = (cx - w, cy - w * 0.8, cx + w, cy + w * 0.8)
+        day = (t0 + timedelta(days=10), t0 + timedelta(days=11))
+        src = f"read_parquet('{parquet}')"
+        duck = connect(threads=THREADS)
+        duck.register("districts", pa.table({"code": [str(c) for c in g["code"]],
+                                             "wkb": [x.wkb for x in g.geometry]}))
+        duck.execute("CREATE TABLE d AS SELECT code, ST_GeomFromWKB(wkb) AS geom FROM districts")
+        bx = f"lon BETWEEN {box[0]} AND {box[2]} AND lat BETWEEN {box[1]} AND {box[3]}"
+        tw = f"ts >= TIMESTAMP '{day[0]}' AND ts < TIMESTAMP '{day[1]}'"
+        obj = int(pq.read_table(parquet, columns=["object_id"]).column(0)[0].as_py())
+        qs: dict[str, tuple[Callable[[], Any], Callable[[], Any], Callable[[], int]]] = {
+            "B1 bbox": (
+                lambda: q.bbox("gps", box),
+                lambda: duck.execute(f"SELECT * FROM {src} WHERE {bx}").to_arrow_table(),
+                lambda: 0,
+            ),
+            "B2 bbox+day": (
+                lambda: q.range("gps", box, *day),
+                lambda: duck.execute(f"SELECT * FROM {src} WHERE {bx} AND {tw}").to_arrow_table(),
+                lambda: 0,
+            ),
+            "B3 track": (
+                lambda: q.track("gps", obj, *day),
+                lambda: duck.execute(f"SELECT * FROM {src} WHERE object_id = {obj} AND {tw} ORDER BY ts")
+                .to_arrow_table(),
+                lambda: 0,
+            ),
+            "B4 knn k=10": (
+                lambda: q.nearest("gps", cx, cy, 10),
+                lambda: duck.execute(
+                    f"SELECT *, ST_Distance_Sphere(ST_Point(lon, lat), ST_Point({cx}, {cy})) AS d FROM {src} "
+                    "ORDER BY d LIMIT 10"
+                ).to_arrow_table(),
+                lambda: 0,
+            ),
+            "B5 per district per hour (1 day)": (
+                lambda: q.counts_by_place("gps", "district", *day, every="1h"),
+                lambda: duck.execute(
+                    f"SELECT d.code, time_bucket(INTERVAL 1 HOUR, p.ts) AS h, count(*) FROM {src} p "
+                    f"JOIN d ON ST_Contains(d.geom, ST_Point(p.lon, p.lat)) WHERE {tw.replace('ts', 'p.ts')} "
+                    "GROUP BY ALL"
+                ).to_arrow_table(),
+                lambda: 0,
+            ),
+        }
+        print(f"\n{'query':<34}{'citybase p50':>13}{'p99':>9}{'duckdb p50':>12}{'p99':>9}{'ratio':>8}  rows")
+        for name, (ours, peer, _) in qs.items():
+            reps = args.reps if not name.startswith("B5") else max(3, args.reps // 5)
+            p50, p99, out = timed(ours, reps)
+            d50, d99, ref = timed(peer, reps)
+            n_ours = out.num_rows if hasattr(out, "num_rows") else len(out)
+            n_ref = ref.num_rows
+            res[name] = {"citybase_p50": p50, "citybase_p99": p99, "duckdb_p50": d50, "duckdb_p99": d99}
+            print(f"{name:<34}{p50:>11.1f}ms{p99:>7.1f}ms{d50:>10.1f}ms{d99:>7.1f}ms{d50 / p50:>7.1f}x  "
+                  f"{n_ours:,} / {n_ref:,}")
+        # B5 as a rate over the whole table: place keys vs DuckDB's spatial join.
+        p50, _, _ = timed(lambda: q.counts_by_place("gps", "district", every="1h"), 2)
+        d50, _, _ = timed(lambda: duck.execute(
+            f"SELECT d.code, time_bucket(INTERVAL 1 HOUR, p.ts) AS h, count(*) FROM {src} p "
+            "JOIN d ON ST_Contains(d.geom, ST_Point(p.lon, p.lat)) GROUP BY ALL").fetchall(), 1)
+        print(f"B5 whole table: citybase {args.points / p50 * 1000 / 1e6:.1f} M points/s, DuckDB spatial join "
+              f"{args.points / d50 * 1000 / 1e6:.2f} M points/s ({d50 / p50:.1f}x)")
+        if not args.no_geopandas:
+            import geopandas as gpd
+
+            t = time.perf_counter()
+            tab = pq.read_table(parquet)
+            pts = gpd.GeoDataFrame(tab.to_pandas(), geometry=gpd.points_from_xy(tab["lon"], tab["lat"]), crs=4326)
+            print(f"\ngeopandas: read + build {time.perf_counter() - t:.1f} s")
+            g50, _, _ = timed(lambda: pts.cx[box[0]:box[2], box[1]:box[3]], 5)
+            print(f"geopandas B1 bbox p50 {g50:.1f} ms ({g50 / res['B1 bbox']['citybase_p50']:.1f}x citybase)")
+            t = time.perf_counter()
+            gpd.sjoin(pts.iloc[: min(len(pts), 2_000_000)], g[["code", "geometry"]], predicate="within")
+            gs = time.perf_counter() - t
+            print(f"geopandas sjoin (2M points): {min(len(pts), 2_000_000) / gs / 1e6:.2f} M points/s")
+            del pts, tab
+        print(f"\npeak RSS of this process: {peak_rss_mb():,.0f} MB (all engines, one process)")
+        print(f"finished {datetime.now():%Y-%m-%d %H:%M}")
+        cb.close()
+    finally:
+        if args.keep is None:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

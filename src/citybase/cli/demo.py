@@ -1,0 +1,149 @@
+"""`citybase demo` and `citybase simulate`: the sample city, loaded, and a tour of its questions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from citybase.cli.main import DEFAULT_ROOT, Root, app, console, print_table
+
+SCALES = ("tiny", "default", "benchmark")
+
+
+def _scale(name: str) -> Any:
+    from citybase.sim.scale import SimScale
+
+    if name not in SCALES:
+        raise typer.BadParameter(f"scale must be one of {', '.join(SCALES)}")
+    return SimScale() if name == "default" else getattr(SimScale, name)()
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Folder to write the sample city into.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 42,
+    scale: Annotated[str, typer.Option(help=f"One of {', '.join(SCALES)}.")] = "default",
+) -> None:
+    """Write a reproducible synthetic city: layers, roads, sensors, vehicles, events, records."""
+    from citybase.sim import simulate as run
+
+    t = time.perf_counter()
+    with console.status("simulating the city…"):
+        m = run(out, seed=seed, scale=_scale(scale))
+    _print_manifest(m)
+    console.print(f"[green]wrote {len(m.files)} files to {out}[/green] in {time.perf_counter() - t:.1f} s")
+
+
+def _print_manifest(m: Any) -> None:
+    t = Table(title="sample city", header_style="bold cyan")
+    for c in ("role", "name", "format", "rows", "path"):
+        t.add_column(c, justify="right" if c == "rows" else "left")
+    for f in m.files:
+        t.add_row(f.role, f.name, f.format, "" if f.rows is None else f"{f.rows:,}", f.path)
+    console.print(t)
+
+
+@app.command()
+def demo(
+    root: Root = DEFAULT_ROOT,
+    source: Annotated[Path, typer.Option(help="Where the sample city's files are written.")] = Path(
+        "demo-city/source"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed of the sample city.")] = 42,
+    scale: Annotated[str, typer.Option(help=f"One of {', '.join(SCALES)}.")] = "default",
+) -> None:
+    """Generate the sample city, load it through the real loaders, and run a tour of queries."""
+    from citybase.platform import CityBase
+    from citybase.sim import simulate as run
+    from citybase.sim.scale import SimManifest
+
+    console.print(Panel.fit("[bold]citybase[/bold] demo: a sample city, loaded and questioned", style="cyan"))
+    if (source / "manifest.json").exists():
+        m = SimManifest.load(source)
+        console.print(f"using the sample city already in {source} (delete it to regenerate)")
+    else:
+        with console.status("1/3 simulating the sample city…"):
+            m = run(source, seed=seed, scale=_scale(scale))
+        console.print(f"1/3 simulated the sample city into {source}")
+    with CityBase.open(root) as cb:
+        city = cb.setup_city(source / m.city)
+        console.print(
+            "2/3 city model: "
+            + ", ".join(f"{len(layer):,} {level.value} areas" for level, layer in city.layers.items())
+        )
+        summary = Table(title="loaded", header_style="bold cyan")
+        for c in ("dataset", "kind", "file", "read", "added", "quarantined", "note"):
+            summary.add_column(c, justify="right" if c in ("read", "added", "quarantined") else "left")
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+        ) as bar:
+            items = m.datasets
+            task = bar.add_task("loading", total=len(items))
+            for name, (decl, data) in items.items():
+                bar.update(task, description=f"loading {name}")
+                spec = cb.declare(source / decl)
+                res = cb.load(name, source / data)
+                bar.advance(task)
+                summary.add_row(
+                    name, spec.kind.value, Path(data).name, f"{res.read:,}", f"{res.added:,}",
+                    f"{res.quarantined:,}", "already loaded" if res.skipped else "",
+                )
+        console.print(summary)
+        tour(cb)
+    console.print(
+        Panel.fit(
+            f"Explore it yourself:\n  . .venv/bin/activate\n  export CITYBASE_ROOT={root}\n"
+            "  citybase --help\n  citybase datasets\n  citybase sql \"SELECT * FROM lake.place_district\"",
+            style="green",
+        )
+    )
+
+
+def _step(title: str, fn: Callable[[], pa.Table | dict[str, Any]], limit: int = 8) -> Any:
+    t0 = time.perf_counter()
+    res = fn()
+    ms = (time.perf_counter() - t0) * 1000
+    if isinstance(res, pa.Table):
+        print_table(res, f"{title}  [dim]({res.num_rows:,} rows, {ms:.0f} ms)[/dim]", limit=limit)
+    else:
+        console.print(f"[bold]{title}[/bold] [dim]({ms:.0f} ms)[/dim]")
+        for k, v in res.items():
+            if isinstance(v, pa.Table):
+                print_table(v, k, limit=limit)
+    return res
+
+
+def tour(cb: Any) -> None:
+    """The questions a city asks first, each answered from the loaded sample city."""
+    console.print(Panel.fit("3/3 a tour of queries", style="cyan"))
+    _step("rejected rows (quarantine)", lambda: cb.quarantine().select(["dataset", "line", "field", "value", "reason"]))
+    q = cb.query
+    city = cb.city
+    districts = city.layers[next(iter(city.layers))]
+    d0 = districts.shape(districts.codes[0])
+    cx, cy = d0.centroid.x, d0.centroid.y
+    box = (cx - 0.01, cy - 0.01, cx + 0.01, cy + 0.01)
+    vp = cb.datasets["vehicle_positions"]
+    tf, of = vp.time_field, vp.object_field
+    t = cb.sql(f"SELECT min({tf}) AS a, max({tf}) AS b FROM lake.vehicle_positions").to_pylist()[0]
+    start, end = t["a"], t["b"]
+    mid = start + (end - start) / 2
+    _step("B1 vehicle positions in a 2 km box", lambda: q.bbox("vehicle_positions", box))
+    _step("B2 … and in the first hour", lambda: q.range("vehicle_positions", box, start, start + (mid - start) / 12))
+    obj = cb.sql(f"SELECT {of} FROM lake.vehicle_positions LIMIT 1").column(0)[0].as_py()
+    _step(f"B3 track of vehicle {obj}", lambda: q.track("vehicle_positions", obj, start, end))
+    _step("B4 the 5 vehicle positions nearest the district's centre", lambda: q.nearest("vehicle_positions", cx, cy, 5))
+    _step("B5 hotline events per district per day", lambda: q.counts_by_place("hotline_events", "district", every="1d"))
+    _step("B6 vehicle positions per H3 cell (res 8)", lambda: q.h3_bins("vehicle_positions", 8))
+    _step("B7 trips: length, speed, stays", lambda: q.trajectories("vehicle_positions")[0])
+    _step("B8 nearest vehicle to each hotline event", lambda: q.nearest_join("hotline_events", "vehicle_positions", k=1))
+    code = districts.codes[0]
+    _step(f"everything about district {code}", lambda: q.about_place("district", code))
