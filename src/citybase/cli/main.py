@@ -116,7 +116,7 @@ def load(
     opts = ReadOptions(layer=layer, delimiter=delimiter, encoding=encoding)
     paths: list[Path] = []
     for f in files:
-        paths += list(iter_files(f, reader_for(f, format) if f.is_file() else None))
+        paths += list(iter_files(f, reader_for(f, format) if format else None))
     with _open(root) as cb:
         summary = Table(title=f"load into {dataset}", header_style="bold cyan")
         for c in ("file", "read", "added", "quarantined", "duplicates", "note"):

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import shapely
 
 from citybase.errors import InputError
+from citybase.gateway.readers._common import ERROR
 from citybase.gateway.readers.base import LINE
 from citybase.model.dataset import DatasetSpec, FieldSpec, FieldType
 from citybase.model.layout import ARROW_TYPES, stores_shape, value_fields
@@ -307,6 +308,12 @@ def conform(
             cols[f.name] = raw  # decoded below, in its own encoding
             continue
         cols[f.name] = coerce(raw, f, tz, out)
+    if ERROR in table.column_names:  # rows the reader could not split or parse (e.g. wrong field count)
+        err = table.column(ERROR).combine_chunks()
+        bad = np.nonzero(pc.is_valid(err).to_numpy(zero_copy_only=False))[0]
+        for reason in sorted(set(err.take(pa.array(bad)).to_pylist())) if len(bad) else []:
+            rows = bad[np.asarray(err.take(pa.array(bad)).to_pylist(), dtype=object) == reason]
+            out.add(rows, "(row)", reason, [None] * len(rows))
     geo = _geometry(spec, table, cols, out)
     stored = {name: cols[name] for name in value_fields(spec)}
     stored.update(geo)
@@ -326,7 +333,7 @@ def _quarantine_table(
     fields = np.concatenate([[f] * len(r) for f, r in zip(out.fields, out.rows, strict=True)])
     reasons = np.concatenate([[r] * len(rows) for r, rows in zip(out.reasons, out.rows, strict=True)])
     values: list[str | None] = [v for vs in out.values for v in vs]
-    raw_cols = [c for c in table.column_names if c != LINE]
+    raw_cols = [c for c in table.column_names if c not in (LINE, ERROR)]
     raw_rows = table.select(raw_cols).take(pa.array(idx)).to_pylist()
     raw_json = [json.dumps(r, ensure_ascii=False, default=_jsonable) for r in raw_rows]
     k = len(idx)

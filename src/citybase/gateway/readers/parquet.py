@@ -61,6 +61,8 @@ class ParquetReader:
                 first += batch.num_rows
         except (pa.ArrowException, OSError) as e:
             raise fail(path, "cannot read as Parquet (truncated or corrupt?)", e) from None
+        finally:
+            pf.close()
 
 
 def _geo_metadata(path: Path, schema: pa.Schema) -> dict[str, Any] | None:
