@@ -101,23 +101,32 @@ def main() -> None:
     try:
         t = time.perf_counter()
         parquet, g = make_data(d, args.points, args.districts, args.seed)
-        print(f"data: {args.points:,} points, {len(g)} districts, generated in {time.perf_counter() - t:.1f} s")
+        print(
+            f"data: {args.points:,} points, {len(g)} districts, generated in {time.perf_counter() - t:.1f} s"
+        )
         meta = pq.ParquetFile(parquet).metadata
         print(f"plain parquet: {parquet.stat().st_size / 1e6:.0f} MB, {meta.num_row_groups} row groups")
 
         # ---- load ---------------------------------------------------------------------------
         cb = CityBase.open(d / "cb", threads=THREADS)
         codes = np.array([str(c) for c in g["code"]], dtype=object)
-        layer = Layer(Level.district, codes, codes.copy(), np.array([None] * len(g), dtype=object),
-                      np.array(g.geometry.values, dtype=object))
+        layer = Layer(
+            Level.district,
+            codes,
+            codes.copy(),
+            np.array([None] * len(g), dtype=object),
+            np.array(g.geometry.values, dtype=object),
+        )
         cb.setup_city(City("bench", "UTC", 12, {Level.district: layer}))
         cb.declare(SPEC)
         t = time.perf_counter()
         r = cb.load("gps", parquet)
         load_s = time.perf_counter() - t
         assert r.added == args.points, r
-        print(f"citybase load from Parquet: {args.points / load_s:,.0f} rows/s ({load_s:.1f} s), "
-              f"with place keys; peak RSS so far {peak_rss_mb():,.0f} MB")
+        print(
+            f"citybase load from Parquet: {args.points / load_s:,.0f} rows/s ({load_s:.1f} s), "
+            f"with place keys; peak RSS so far {peak_rss_mb():,.0f} MB"
+        )
         csv = d / "points.csv"
         small = pq.read_table(parquet).slice(0, args.csv_rows)
         pacsv.write_csv(small, csv)
@@ -130,8 +139,10 @@ def main() -> None:
         r2 = cb.load("gps_csv", csv)
         cb_csv = args.csv_rows / (time.perf_counter() - t)
         assert r2.added == args.csv_rows, r2
-        print(f"CSV: citybase {cb_csv:,.0f} rows/s vs DuckDB CSV->Parquet copy {duck_csv:,.0f} rows/s "
-              f"({cb_csv / duck_csv:.0%})")
+        print(
+            f"CSV: citybase {cb_csv:,.0f} rows/s vs DuckDB CSV->Parquet copy {duck_csv:,.0f} rows/s "
+            f"({cb_csv / duck_csv:.0%})"
+        )
         del small
         gc.collect()
 
@@ -147,8 +158,9 @@ def main() -> None:
         day = (t0 + timedelta(days=10), t0 + timedelta(days=11))
         src = f"read_parquet('{parquet}')"
         duck = connect(threads=THREADS)
-        duck.register("districts", pa.table({"code": [str(c) for c in g["code"]],
-                                             "wkb": [x.wkb for x in g.geometry]}))
+        duck.register(
+            "districts", pa.table({"code": [str(c) for c in g["code"]], "wkb": [x.wkb for x in g.geometry]})
+        )
         duck.execute("CREATE TABLE d AS SELECT code, ST_GeomFromWKB(wkb) AS geom FROM districts")
         bx = f"lon BETWEEN {box[0]} AND {box[2]} AND lat BETWEEN {box[1]} AND {box[3]}"
         tw = f"ts >= TIMESTAMP '{day[0]}' AND ts < TIMESTAMP '{day[1]}'"
@@ -166,8 +178,9 @@ def main() -> None:
             ),
             "B3 track": (
                 lambda: q.track("gps", obj, *day),
-                lambda: duck.execute(f"SELECT * FROM {src} WHERE object_id = {obj} AND {tw} ORDER BY ts")
-                .to_arrow_table(),
+                lambda: duck.execute(
+                    f"SELECT * FROM {src} WHERE object_id = {obj} AND {tw} ORDER BY ts"
+                ).to_arrow_table(),
                 lambda: 0,
             ),
             "B4 knn k=10": (
@@ -196,24 +209,36 @@ def main() -> None:
             n_ours = out.num_rows if hasattr(out, "num_rows") else len(out)
             n_ref = ref.num_rows
             res[name] = {"citybase_p50": p50, "citybase_p99": p99, "duckdb_p50": d50, "duckdb_p99": d99}
-            print(f"{name:<34}{p50:>11.1f}ms{p99:>7.1f}ms{d50:>10.1f}ms{d99:>7.1f}ms{d50 / p50:>7.1f}x  "
-                  f"{n_ours:,} / {n_ref:,}")
+            print(
+                f"{name:<34}{p50:>11.1f}ms{p99:>7.1f}ms{d50:>10.1f}ms{d99:>7.1f}ms{d50 / p50:>7.1f}x  "
+                f"{n_ours:,} / {n_ref:,}"
+            )
         # B5 as a rate over the whole table: place keys vs DuckDB's spatial join.
         p50, _, _ = timed(lambda: q.counts_by_place("gps", "district", every="1h"), 2)
-        d50, _, _ = timed(lambda: duck.execute(
-            f"SELECT d.code, time_bucket(INTERVAL 1 HOUR, p.ts) AS h, count(*) FROM {src} p "
-            "JOIN d ON ST_Contains(d.geom, ST_Point(p.lon, p.lat)) GROUP BY ALL").fetchall(), 1)
-        print(f"B5 whole table: citybase {args.points / p50 * 1000 / 1e6:.1f} M points/s, DuckDB spatial join "
-              f"{args.points / d50 * 1000 / 1e6:.2f} M points/s ({d50 / p50:.1f}x)")
+        d50, _, _ = timed(
+            lambda: duck.execute(
+                f"SELECT d.code, time_bucket(INTERVAL 1 HOUR, p.ts) AS h, count(*) FROM {src} p "
+                "JOIN d ON ST_Contains(d.geom, ST_Point(p.lon, p.lat)) GROUP BY ALL"
+            ).fetchall(),
+            1,
+        )
+        print(
+            f"B5 whole table: citybase {args.points / p50 * 1000 / 1e6:.1f} M points/s, DuckDB spatial join "
+            f"{args.points / d50 * 1000 / 1e6:.2f} M points/s ({d50 / p50:.1f}x)"
+        )
         if not args.no_geopandas:
             import geopandas as gpd
 
             t = time.perf_counter()
             tab = pq.read_table(parquet)
-            pts = gpd.GeoDataFrame(tab.to_pandas(), geometry=gpd.points_from_xy(tab["lon"], tab["lat"]), crs=4326)
+            pts = gpd.GeoDataFrame(
+                tab.to_pandas(), geometry=gpd.points_from_xy(tab["lon"], tab["lat"]), crs=4326
+            )
             print(f"\ngeopandas: read + build {time.perf_counter() - t:.1f} s")
-            g50, _, _ = timed(lambda: pts.cx[box[0]:box[2], box[1]:box[3]], 5)
-            print(f"geopandas B1 bbox p50 {g50:.1f} ms ({g50 / res['B1 bbox']['citybase_p50']:.1f}x citybase)")
+            g50, _, _ = timed(lambda: pts.cx[box[0] : box[2], box[1] : box[3]], 5)
+            print(
+                f"geopandas B1 bbox p50 {g50:.1f} ms ({g50 / res['B1 bbox']['citybase_p50']:.1f}x citybase)"
+            )
             t = time.perf_counter()
             gpd.sjoin(pts.iloc[: min(len(pts), 2_000_000)], g[["code", "geometry"]], predicate="within")
             gs = time.perf_counter() - t

@@ -83,7 +83,11 @@ def demo(
         for c in ("dataset", "kind", "file", "read", "added", "quarantined", "note"):
             summary.add_column(c, justify="right" if c in ("read", "added", "quarantined") else "left")
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         ) as bar:
             items = m.datasets
             task = bar.add_task("loading", total=len(items))
@@ -93,15 +97,20 @@ def demo(
                 res = cb.load(name, source / data)
                 bar.advance(task)
                 summary.add_row(
-                    name, spec.kind.value, Path(data).name, f"{res.read:,}", f"{res.added:,}",
-                    f"{res.quarantined:,}", "already loaded" if res.skipped else "",
+                    name,
+                    spec.kind.value,
+                    Path(data).name,
+                    f"{res.read:,}",
+                    f"{res.added:,}",
+                    f"{res.quarantined:,}",
+                    "already loaded" if res.skipped else "",
                 )
         console.print(summary)
         tour(cb)
     console.print(
         Panel.fit(
             f"Explore it yourself:\n  . .venv/bin/activate\n  export CITYBASE_ROOT={root}\n"
-            "  citybase --help\n  citybase datasets\n  citybase sql \"SELECT * FROM lake.place_district\"",
+            '  citybase --help\n  citybase datasets\n  citybase sql "SELECT * FROM lake.place_district"',
             style="green",
         )
     )
@@ -124,7 +133,10 @@ def _step(title: str, fn: Callable[[], pa.Table | dict[str, Any]], limit: int = 
 def tour(cb: Any) -> None:
     """The questions a city asks first, each answered from the loaded sample city."""
     console.print(Panel.fit("3/3 a tour of queries", style="cyan"))
-    _step("rejected rows (quarantine)", lambda: cb.quarantine().select(["dataset", "line", "field", "value", "reason"]))
+    _step(
+        "rejected rows (quarantine)",
+        lambda: cb.quarantine().select(["dataset", "line", "field", "value", "reason"]),
+    )
     q = cb.query
     city = cb.city
     districts = city.layers[next(iter(city.layers))]
@@ -137,13 +149,25 @@ def tour(cb: Any) -> None:
     start, end = t["a"], t["b"]
     mid = start + (end - start) / 2
     _step("B1 vehicle positions in a 2 km box", lambda: q.bbox("vehicle_positions", box))
-    _step("B2 … and in the first hour", lambda: q.range("vehicle_positions", box, start, start + (mid - start) / 12))
+    _step(
+        "B2 … and in the first hour",
+        lambda: q.range("vehicle_positions", box, start, start + (mid - start) / 12),
+    )
     obj = cb.sql(f"SELECT {of} FROM lake.vehicle_positions LIMIT 1").column(0)[0].as_py()
     _step(f"B3 track of vehicle {obj}", lambda: q.track("vehicle_positions", obj, start, end))
-    _step("B4 the 5 vehicle positions nearest the district's centre", lambda: q.nearest("vehicle_positions", cx, cy, 5))
-    _step("B5 hotline events per district per day", lambda: q.counts_by_place("hotline_events", "district", every="1d"))
+    _step(
+        "B4 the 5 vehicle positions nearest the district's centre",
+        lambda: q.nearest("vehicle_positions", cx, cy, 5),
+    )
+    _step(
+        "B5 hotline events per district per day",
+        lambda: q.counts_by_place("hotline_events", "district", every="1d"),
+    )
     _step("B6 vehicle positions per H3 cell (res 8)", lambda: q.h3_bins("vehicle_positions", 8))
     _step("B7 trips: length, speed, stays", lambda: q.trajectories("vehicle_positions")[0])
-    _step("B8 nearest vehicle to each hotline event", lambda: q.nearest_join("hotline_events", "vehicle_positions", k=1))
+    _step(
+        "B8 nearest vehicle to each hotline event",
+        lambda: q.nearest_join("hotline_events", "vehicle_positions", k=1),
+    )
     code = districts.codes[0]
     _step(f"everything about district {code}", lambda: q.about_place("district", code))

@@ -310,10 +310,11 @@ def conform(
         cols[f.name] = coerce(raw, f, tz, out)
     if ERROR in table.column_names:  # rows the reader could not split or parse (e.g. wrong field count)
         err = table.column(ERROR).combine_chunks()
-        bad = np.nonzero(pc.is_valid(err).to_numpy(zero_copy_only=False))[0]
-        for reason in sorted(set(err.take(pa.array(bad)).to_pylist())) if len(bad) else []:
-            rows = bad[np.asarray(err.take(pa.array(bad)).to_pylist(), dtype=object) == reason]
-            out.add(rows, "(row)", reason, [None] * len(rows))
+        broken = np.nonzero(pc.is_valid(err).to_numpy(zero_copy_only=False))[0]
+        reasons = np.asarray(err.take(pa.array(broken)).to_pylist(), dtype=object)
+        for reason in sorted(set(reasons)):
+            rows = broken[reasons == reason]
+            out.add(rows, "(row)", str(reason), [None] * len(rows))
     geo = _geometry(spec, table, cols, out)
     stored = {name: cols[name] for name in value_fields(spec)}
     stored.update(geo)

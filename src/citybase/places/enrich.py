@@ -29,9 +29,9 @@ def enrich(city: City | None, spec: DatasetSpec, rows: pa.Table, batch: str) -> 
             from citybase.places.city import h3_cells
 
             cols["h3"] = h3_cells(lon, lat, 12)
-    cols[BATCH] = pa.array(np.full(n, batch, dtype=object), pa.string())
+    cols[BATCH] = pa.repeat(pa.scalar(batch, pa.string()), n)
     now = datetime.now(UTC).replace(tzinfo=None)
-    cols[INGESTED_AT] = pa.array(np.full(n, np.datetime64(now, "us")), pa.timestamp("us"))
+    cols[INGESTED_AT] = pa.repeat(pa.scalar(now, pa.timestamp("us")), n)
     if LINE not in cols:
         cols[LINE] = pa.nulls(n, pa.int64())
     out = {}

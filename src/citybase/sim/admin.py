@@ -13,14 +13,11 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import shapely
-from numpy.typing import NDArray
 from shapely.geometry import Polygon
 
 from citybase.sim.frame import BEIJING, CityFrame, city_boundary, sample_in
-from citybase.sim.rand import I64, stream
-from citybase.sim.vocab import STR, Str, strs, words
-
-Geoms = NDArray[np.object_]
+from citybase.sim.rand import I64, Geoms, stream
+from citybase.sim.vocab import STR, Str, words
 
 
 def _polygonal(geoms: Geoms) -> Geoms:
@@ -160,4 +157,4 @@ def districts(n: int, seed: int = 42, frame: CityFrame = BEIJING) -> gpd.GeoData
     )
 
 
-__all__ = ["Admin", "build_admin", "district_codes", "districts", "grid_cells", "partition", "strs"]
+__all__ = ["Admin", "build_admin", "district_codes", "districts", "grid_cells", "partition"]

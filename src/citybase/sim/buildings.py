@@ -18,7 +18,7 @@ import shapely
 
 from citybase.sim.admin import Admin
 from citybase.sim.frame import CityFrame, centre_weight
-from citybase.sim.rand import F64, I64, pick, stream, weighted_choice
+from citybase.sim.rand import F64, I64, Geoms, stream, weighted_choice
 from citybase.sim.roads import ARTERIAL_HALF_WIDTH_M, RoadNetwork
 from citybase.sim.variants import join
 from citybase.sim.vocab import STR, Str, vocab, words
@@ -115,6 +115,11 @@ def build_buildings(roads: RoadNetwork, admin: Admin, n: int, seed: int, frame: 
         if len(keep) >= n or m >= len(order):
             break
         m = min(len(order), 2 * m)
+    if len(keep) < n:
+        raise ValueError(
+            f"the roads leave room for only {len(keep)} of {n} buildings: ask for fewer buildings, "
+            "or more road (local_streets_per_block, arterial_spacing_m)"
+        )
     sel, use, rects, community = sel[keep], use[keep], rects[keep], community[keep]
     e, s = c_edge[sel], c_side[sel]
     return _describe(rng, roads, admin, sel, e, s, c_along[sel], use, rects, community)
@@ -129,7 +134,7 @@ def _describe(
     s: I64,
     along: F64,
     use: I64,
-    rects: np.ndarray,  # type: ignore[type-arg]
+    rects: Geoms,
     community: I64,
 ) -> Buildings:
     n = len(sel)
@@ -198,4 +203,4 @@ def _describe(
     )
 
 
-__all__ = ["USES", "Buildings", "build_buildings", "pick"]
+__all__ = ["USES", "Buildings", "build_buildings"]

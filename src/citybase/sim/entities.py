@@ -52,7 +52,7 @@ class People:
 def build_people(n: int, buildings: Buildings, district_codes: Str, seed: int) -> People:
     rng = stream(seed, "people")
     v = vocab()
-    s_w: F64 = 1.0 / (np.arange(len(v.surnames)) + 3.0)
+    s_w = (1.0 / (np.arange(len(v.surnames)) + 3.0)).astype(np.float64)
     sur = pick(rng, n, s_w)
     g1 = rng.integers(0, len(v.given), n)
     g2 = np.where(rng.random(n) < 0.72, rng.integers(0, len(v.given), n), -1)
@@ -118,9 +118,9 @@ def build_enterprises(
 ) -> Enterprises:
     rng = stream(seed, "enterprises")
     v = vocab()
-    industries = v.list("industries")
+    industries = v.array("industries")
     industry = industries[rng.integers(0, len(industries), n)]
-    forms = v.list("legal_forms")
+    forms = v.array("legal_forms")
     form = forms[pick(rng, n, v.raw["legal_form_weights"])]
     use = buildings.use
     fit = np.isin(use, [USES.index("office"), USES.index("commercial"), USES.index("industrial")])
@@ -135,7 +135,7 @@ def build_enterprises(
     region = district_codes[buildings.district[building]].astype(np.int64)
     established = np.datetime64("1993-01-01") + rng.integers(0, 11_700, n).astype("timedelta64[D]")
     capital: F64 = np.round(np.exp(rng.normal(5.5, 1.6, n)), 2).astype(np.float64)
-    polluting = np.isin(industry, v.list("polluting")) & (rng.random(n) < 0.8)
+    polluting = np.isin(industry, v.array("polluting")) & (rng.random(n) < 0.8)
     return Enterprises(
         entity_id=_entity_ids("E", n),
         word=words(rng, n),

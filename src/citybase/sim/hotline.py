@@ -15,7 +15,7 @@ from citybase.sim.declare import F, Output, spec
 from citybase.sim.ids import mobile_numbers
 from citybase.sim.rand import pick, stream
 from citybase.sim.scale import BadRow
-from citybase.sim.vocab import STR, vocab
+from citybase.sim.vocab import STR, Str, vocab
 from citybase.sim.world import START, World
 
 PATH = "data/hotline_events.csv"
@@ -68,7 +68,7 @@ def hotline_events(w: World) -> Output:
     text = np.strings.replace(np.strings.replace(tmpl, "{place}", place), "{road}", b.road[at])
     # Status by age: the last days' tickets are still open.
     age_days = days - secs / 86_400
-    statuses = v.list("hotline_status")
+    statuses = v.array("hotline_status")
     status = np.where(age_days < 1, pick(rng, n, [0.6, 0.4, 0, 0]), pick(rng, n, [0.03, 0.12, 0.35, 0.5]))
     rating = np.where(status == 3, pick(rng, n, [0.05, 0.05, 0.15, 0.35, 0.4]) + 1, -1)
     districts = w.admin.districts["name"].to_numpy(dtype=STR)
@@ -88,7 +88,7 @@ def hotline_events(w: World) -> Output:
     caller = pick(rng, n, np.ones(len(people.sur)))
     reporter = var.person_names(people.sur[caller], people.g1[caller], people.g2[caller], rng, 0.5)
     reporter = np.where(rng.random(n) < 0.3, "匿名", reporter).astype(STR)
-    cols: dict[str, np.ndarray] = {  # type: ignore[type-arg]
+    cols: dict[str, Str] = {
         "event_id": event_id,
         "reported_at": text_time,
         "category": np.array(cats, dtype=STR)[cat],
@@ -155,7 +155,7 @@ def hotline_events(w: World) -> Output:
     return Output(sp, table, PATH, "csv", bad_rows=bad)
 
 
-def _break(cols: dict[str, np.ndarray], n: int) -> list[BadRow]:  # type: ignore[type-arg]
+def _break(cols: dict[str, Str], n: int) -> list[BadRow]:
     """Spoil three rows in place; return where, so tests and the demo can point at them."""
     header = dict(COLUMNS)
     rows = sorted({n // 10, n // 2, (9 * n) // 10})

@@ -17,6 +17,8 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 U64 = NDArray[np.uint64]
 Bool = NDArray[np.bool_]
+Times = NDArray[np.datetime64]
+Geoms = NDArray[np.object_]  # shapely geometries
 
 
 def stream(seed: int, *names: str) -> np.random.Generator:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from citybase.sim import variants as var
 from citybase.sim.declare import F, Output, Truth, link, spec, truth
 from citybase.sim.entities import TODAY
-from citybase.sim.rand import I64, Bool, pick, stream
+from citybase.sim.rand import I64, Bool, Times, pick, stream
 from citybase.sim.vocab import STR, Str, translate, vocab
 from citybase.sim.world import World
 
@@ -39,14 +39,14 @@ def _opt(values: Str, missing: Bool) -> pa.Array:
     return pa.array(values.astype(object), pa.string(), mask=missing)
 
 
-def _dates(d: np.ndarray) -> pa.Array:  # type: ignore[type-arg]
+def _dates(d: Times) -> pa.Array:
     return pa.array(d.astype("datetime64[D]"), pa.date32())
 
 
-def _between(rng: np.random.Generator, lo: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def _between(rng: np.random.Generator, lo: Times) -> Times:
     """A day between `lo` and TODAY, uniformly."""
     span = np.maximum((TODAY - lo).astype(np.int64), 1)
-    out: np.ndarray = lo + (rng.random(len(lo)) * span).astype("timedelta64[D]")  # type: ignore[type-arg]
+    out: Times = lo + (rng.random(len(lo)) * span).astype("timedelta64[D]")
     return out
 
 
@@ -121,7 +121,7 @@ def ps_residents(w: World) -> tuple[Output, Truth]:
             "record_id": rid.astype(object),
             "name": _names(w, who, rng, 0.15).astype(object),
             "gender": np.where(p.male[who], "男", "女").astype(object),
-            "ethnicity": vocab().list("ethnicities")[p.ethnicity[who]].astype(object),
+            "ethnicity": vocab().array("ethnicities")[p.ethnicity[who]].astype(object),
             "birth_date": _dates(p.birth[who]),
             "id_number": p.id_number[who].astype(object),
             "phone": _opt(var.phones(p.phone[who], rng, 0.1), missing_phone),
@@ -172,7 +172,9 @@ def hrss_insured(w: World) -> tuple[Output, Truth]:
     employer = var.enterprise_names(e.word[firm], e.industry[firm], e.form[firm], rng, 1.0)
     ids = p.id_number[who]
     ids = np.where(rng.random(n) < 0.3, np.strings.replace(ids, "X", "x"), ids).astype(STR)
-    types = vocab().list("insurance_types")
+    types = vocab().array("insurance_types")
+    # employees: the employees' pension; others: the residents' pension, a few only unemployment or injury
+    insurance = np.where(employed, 0, np.where(rng.random(n) < 0.8, 1, 2 + rng.integers(0, 2, n)))
     table = pa.table(
         {
             "record_id": rid.astype(object),
@@ -181,9 +183,7 @@ def hrss_insured(w: World) -> tuple[Output, Truth]:
             "phone": _opt(var.phones(p.phone[who], rng, 1.0), ~p.has_phone[who] | (rng.random(n) < 0.08)),
             "address": _opt(_person_address(w, who, rng, 1.0), rng.random(n) < 0.05),
             "employer": _opt(employer, ~employed),
-            "insurance_type": types[
-                np.where(employed, 0, np.where(rng.random(n) < 0.8, 1, pick(rng, n, [1, 1]) + 2))
-            ].astype(object),
+            "insurance_type": types[insurance].astype(object),
             "insured_since": _dates(
                 _between(rng, np.maximum(p.birth[who] + 18 * 365, np.datetime64("1995-01-01")))
             ),
@@ -229,7 +229,7 @@ def civil_assistance(w: World) -> tuple[Output, Truth]:
     who = _take(rng, rng.random(len(age)) < np.where(age >= 70, 0.35, np.where(age >= 18, 0.03, 0.0)))
     n = len(who)
     rid = _ids("MZ", n)
-    kinds = vocab().list("assistance_types")
+    kinds = vocab().array("assistance_types")
     kind = np.where(age[who] >= 80, 1, pick(rng, n, [0.45, 0.1, 0.25, 0.1, 0.1]))
     amount = np.array([1395.0, 500.0, 300.0, 1200.0, 2093.0])[kind] * rng.choice([0.5, 1.0], n, p=[0.3, 0.7])
     approved = TODAY - rng.integers(10, 2500, n).astype("timedelta64[D]")
@@ -284,7 +284,7 @@ def market_enterprises(w: World) -> tuple[Output, Truth]:
     n = len(firm)
     rid = _ids("SC", n)
     v = vocab()
-    status = v.list("enterprise_status")[pick(rng, n, v.raw["enterprise_status_weights"])]
+    status = v.array("enterprise_status")[pick(rng, n, v.raw["enterprise_status_weights"])]
     table = pa.table(
         {
             "record_id": rid.astype(object),
@@ -316,7 +316,7 @@ def market_enterprises(w: World) -> tuple[Output, Truth]:
             F("established_on", "date"),
             F("registered_capital", "float", unit="10k CNY", min=0),
             F("industry"),
-            F("status", enum=v.list("enterprise_status").tolist()),
+            F("status", enum=v.array("enterprise_status").tolist()),
         ],
         time_field="established_on",
         address_field="registered_address",
@@ -355,7 +355,7 @@ def eco_pollutant_permits(w: World) -> tuple[Output, Truth]:
     permit = var.join(
         e.uscc[firm], np.strings.zfill(rng.integers(1, 4, n).astype(STR), 3), letters[rng.integers(0, 5, n)]
     )
-    types = vocab().list("permit_types")
+    types = vocab().array("permit_types")
     table = pa.table(
         {
             "record_id": rid.astype(object),
@@ -450,7 +450,7 @@ def housing_buildings(w: World) -> tuple[Output, Truth]:
         ],
         dtype=STR,
     )
-    structures = v.list("structures")
+    structures = v.array("structures")
     table = pa.table(
         {
             "record_id": rid.astype(object),

@@ -27,7 +27,7 @@ class SimScale(BaseModel):
     communities_per_street: Annotated[int, Field(ge=1, le=999)] = 6
     grid_cell_m: Annotated[float, Field(gt=50)] = 500.0
     # built environment
-    buildings: Annotated[int, Field(ge=0)] = 5000
+    buildings: Annotated[int, Field(ge=20)] = 5000
     arterial_spacing_m: Annotated[float, Field(ge=300)] = 1500.0
     local_streets_per_block: Annotated[int, Field(ge=0, le=20)] = 4
     # sensors

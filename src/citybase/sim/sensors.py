@@ -13,19 +13,19 @@ import shapely
 
 from citybase.sim.declare import F, Output, spec
 from citybase.sim.frame import sample_in
-from citybase.sim.rand import F64, Bool, pick, smooth_noise, stream
+from citybase.sim.rand import F64, Bool, Times, pick, smooth_noise, stream, weighted_choice
 from citybase.sim.vocab import STR, Str, vocab, words
 from citybase.sim.world import START, World
 
 TZ = "Asia/Shanghai"
 
 
-def _times(days: int, interval_s: int) -> np.ndarray:  # type: ignore[type-arg]
+def _times(days: int, interval_s: int) -> Times:
     n = days * 86_400 // interval_s
     return START + np.arange(n) * np.timedelta64(interval_s, "s")
 
 
-def _local_ts(local: np.ndarray) -> pa.Array:  # type: ignore[type-arg]
+def _local_ts(local: Times) -> pa.Array:
     """Local wall-clock times as timezone-aware Arrow timestamps (stored as UTC instants)."""
     utc = (local - np.timedelta64(8, "h")).astype("datetime64[us]")
     return pa.array(utc, pa.timestamp("us", tz=TZ))
@@ -65,7 +65,7 @@ def air_quality(w: World) -> tuple[Output, Output]:
         {
             "station_id": sid.astype(object),
             "station_name": names.astype(object),
-            "station_type": vocab().list("station_types")[stype].astype(object),
+            "station_type": vocab().array("station_types")[stype].astype(object),
             "longitude": np.round(lon, 6),
             "latitude": np.round(lat, 6),
             "altitude_m": np.round(rng.uniform(38, 70, k), 1),
@@ -180,9 +180,9 @@ def traffic_flow(w: World) -> tuple[Output, Output]:
     """Loop detectors on road segments (GeoJSON) and their 5-minute speed and volume (Parquet)."""
     rng = stream(w.seed, "traffic")
     s, r = w.scale, w.roads
-    k = min(s.traffic_detectors, len(r.edges))
     weight = np.where(r.arterial, 6.0, 1.0) * (r.length > 60)
-    edge = np.sort(rng.choice(len(r.edges), k, replace=False, p=weight / weight.sum()))
+    k = min(s.traffic_detectors, int((weight > 0).sum()))
+    edge = np.sort(weighted_choice(rng, weight, k))
     a, b = r.xy[r.edges[edge, 0]], r.xy[r.edges[edge, 1]]
     frac = rng.uniform(0.3, 0.7, k)[:, None]
     pos = a + (b - a) * frac

@@ -100,8 +100,8 @@ def addresses(
     the building's name instead of road and number, another tail form, full-width digits.
     """
     n = len(road)
-    r = rng.random((7, n))
-    city = np.where(r[0] < 0.3 * mess, np.where(r[1] < 0.8, "", "北京"), "北京市").astype(STR)
+    r = rng.random((8, n))
+    city = np.where(r[0] < 0.3 * mess, np.where(r[7] < 0.8, "", "北京"), "北京市").astype(STR)
     dist = np.where(r[1] < 0.15 * mess, district_short, district)
     dist = np.where(r[2] < 0.04 * mess, "", dist).astype(STR)
     street_part = np.where(r[3] < 0.12 * mess, street, "").astype(STR)

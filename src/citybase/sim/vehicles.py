@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from citybase.sim.declare import F, Output, spec
-from citybase.sim.rand import F64, I64, stream
+from citybase.sim.rand import F64, I64, Bool, stream
 from citybase.sim.sensors import _local_ts
 from citybase.sim.vocab import STR, Str
 from citybase.sim.world import START, World
@@ -42,7 +42,7 @@ def _walk(rng: np.random.Generator, w: World, cur: I64, prev: I64, steps: int) -
     return nodes, edges, prev
 
 
-def _plates(rng: np.random.Generator, n: int, bus: np.ndarray) -> Str:  # type: ignore[type-arg]
+def _plates(rng: np.random.Generator, n: int, bus: Bool) -> Str:
     letter = np.where(bus, "A", _PLATE_LETTERS[rng.integers(1, len(_PLATE_LETTERS), n)]).astype(STR)
     digits = np.strings.zfill(rng.integers(0, 100_000, n).astype(STR), 5)
     out: Str = np.strings.add(np.strings.add(np.strings.add("京", letter), "·"), digits)

@@ -33,7 +33,7 @@ class Vocab:
         """`table` with each entry replaced by its mapping (or itself): a per-index variant table."""
         return strs([mapping.get(c, c) for c in table.tolist()])
 
-    def list(self, key: str) -> Str:
+    def array(self, key: str) -> Str:
         return strs(list(self.raw[key]))
 
 

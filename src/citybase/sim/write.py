@@ -19,7 +19,7 @@ import yaml
 from citybase.model.city import CitySpec
 from citybase.sim.declare import Output
 from citybase.sim.frame import CityFrame
-from citybase.sim.scale import WrittenFile
+from citybase.sim.scale import Role, WrittenFile
 from citybase.sim.vocab import STR
 
 
@@ -35,7 +35,7 @@ def _plain(df: gpd.GeoDataFrame) -> dict[str, Any]:
 
 
 def write_layer(
-    out: Path, rel: str, gdf: gpd.GeoDataFrame, frame: CityFrame, *, name: str, role: str = "layer"
+    out: Path, rel: str, gdf: gpd.GeoDataFrame, frame: CityFrame, *, name: str, role: Role = "layer"
 ) -> WrittenFile:
     """A layer built in metres, written as GeoParquet in EPSG:4326."""
     geom = frame.geoms_to_lonlat(np.asarray(gdf.geometry.values, dtype=object))
@@ -43,7 +43,7 @@ def write_layer(
     path = out / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     g.to_parquet(path, index=False, compression="zstd")
-    return WrittenFile(path=rel, role=role, name=name, format="geoparquet", rows=len(g))  # type: ignore[arg-type]
+    return WrittenFile(path=rel, role=role, name=name, format="geoparquet", rows=len(g))
 
 
 def write_city_spec(out: Path, spec: CitySpec) -> WrittenFile:

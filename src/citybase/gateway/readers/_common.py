@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from citybase.errors import InputError
@@ -43,7 +44,7 @@ def check_names(path: Path, names: Iterable[str], reserved: Iterable[str] = (LIN
 
 def with_line(batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
     """Append `_line` numbering the batch's rows from `first` (feature / row numbering)."""
-    lines = pa.array(range(first, first + batch.num_rows), type=pa.int64())
+    lines = pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64))
     return batch.append_column(pa.field(LINE, pa.int64(), nullable=False), lines)
 
 
