@@ -61,6 +61,7 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], width: float)
     freq = np.fft.rfftfreq(n)
     gain = np.exp(-2.0 * (np.pi * freq * width) ** 2)
     out: F64 = np.fft.irfft(np.fft.rfft(white, axis=1) * gain, n=n, axis=1)
+    out = out - out.mean(axis=1, keepdims=True)  # the kept DC term would dominate short series
     sd = out.std(axis=1, keepdims=True)
     out = out / np.where(sd > 0, sd, 1.0)
     return out
