@@ -57,7 +57,9 @@ def test_place_keys_match_the_layers(sample: Path, tmp_path: Path) -> None:
         cb.load("hotline_events", sample / data)
         t = cb.sql("SELECT lon, lat, district, grid FROM lake.hotline_events")
         lon, lat = t.column("lon").to_numpy(), t.column("lat").to_numpy()
-        for level, col in ((city.layers[lvl], lvl.value) for lvl in city.layers if lvl.value in ("district", "grid")):
+        for level, col in (
+            (city.layers[lvl], lvl.value) for lvl in city.layers if lvl.value in ("district", "grid")
+        ):
             ref = np.full(len(lon), None, dtype=object)
             for i in range(len(level.codes) - 1, -1, -1):
                 ref[shapely.intersects_xy(level.geoms[i], lon, lat)] = level.codes[i]
@@ -147,5 +149,7 @@ def test_cli_load_prints_a_summary(sample: Path, tmp_path: Path) -> None:
     assert "quarantined" in r.output
     r2 = runner.invoke(app, ["load", "hotline_events", str(sample / data), "--root", root])
     assert "already loaded" in r2.output
-    r3 = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM lake.hotline_events", "--root", root, "--json"])
+    r3 = runner.invoke(
+        app, ["sql", "SELECT count(*) AS n FROM lake.hotline_events", "--root", root, "--json"]
+    )
     assert r3.exit_code == 0 and '"n"' in r3.output

@@ -140,8 +140,9 @@ def tour(cb: Any) -> None:
     q = cb.query
     city = cb.city
     districts = city.layers[next(iter(city.layers))]
-    d0 = districts.shape(districts.codes[0])
-    cx, cy = d0.centroid.x, d0.centroid.y
+    # Centre the questions where the vehicles are: the median of their positions.
+    c = cb.sql("SELECT median(lon) AS x, median(lat) AS y FROM lake.vehicle_positions").to_pylist()[0]
+    cx, cy = c["x"], c["y"]
     box = (cx - 0.01, cy - 0.01, cx + 0.01, cy + 0.01)
     vp = cb.datasets["vehicle_positions"]
     tf, of = vp.time_field, vp.object_field
@@ -156,7 +157,7 @@ def tour(cb: Any) -> None:
     obj = cb.sql(f"SELECT {of} FROM lake.vehicle_positions LIMIT 1").column(0)[0].as_py()
     _step(f"B3 track of vehicle {obj}", lambda: q.track("vehicle_positions", obj, start, end))
     _step(
-        "B4 the 5 vehicle positions nearest the district's centre",
+        "B4 the 5 vehicle positions nearest that point",
         lambda: q.nearest("vehicle_positions", cx, cy, 5),
     )
     _step(

@@ -32,6 +32,7 @@ Root = Annotated[
     ),
 ]
 DEFAULT_ROOT = Path(".citybase")
+MAX_COLUMNS = 9
 
 
 def _open(root: Path) -> Any:
@@ -42,7 +43,13 @@ def _open(root: Path) -> Any:
 
 def print_table(t: pa.Table, title: str | None = None, limit: int = 20) -> None:
     """An Arrow table as a readable terminal table (first `limit` rows)."""
+    # Provenance and raw geometry are for machines; a person reads the first columns that matter.
+    shown = [c for c in t.column_names if not c.startswith("_") and c not in ("geom", "h3", "geometry")]
+    dropped = len(t.column_names) - len(shown[:MAX_COLUMNS])
+    t = t.select(shown[:MAX_COLUMNS])
     table = Table(title=title, show_lines=False, header_style="bold cyan")
+    if dropped:
+        table.caption = f"{dropped} more columns not shown (use `citybase sql` to see them)"
     for name in t.column_names:
         table.add_column(name, overflow="fold")
     for row in t.slice(0, limit).to_pylist():

@@ -1,0 +1,149 @@
+"""SQL text helpers: literals, identifiers, times, intervals and the great-circle distance.
+
+Query values are written into the SQL as literals, not bound as parameters: DuckDB then folds them
+at plan time, so a bbox or time predicate reaches the scan as a table filter and prunes files and
+row groups. Every literal goes through `literal`, which only emits numbers, quoted strings and
+typed timestamps.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from citybase.errors import InputError
+
+#: Mean Earth radius (IUGG), metres: the sphere of every distance the query box returns.
+EARTH_RADIUS_M = 6_371_008.8
+
+TimeLike = datetime | date | str | np.datetime64
+
+
+def quote(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: Any) -> str:
+    """A value as a SQL literal (None, bool, int, float, str, datetime, date, bytes).
+
+    >>> literal("O'Brien"), literal(1.5), literal(datetime(2024, 1, 2, 3, 4, 5))
+    ("'O''Brien'", '1.5', "TIMESTAMP '2024-01-02 03:04:05.000000'")
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool | np.bool_):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        if not math.isfinite(f):
+            raise InputError(f"not a finite number: {value!r}")
+        return repr(f)
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{to_utc(value):%Y-%m-%d %H:%M:%S.%f}'"
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, bytes):
+        return f"from_hex('{value.hex()}')"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise InputError(f"cannot use {type(value).__name__} value {value!r} in a query")
+
+
+def to_utc(value: datetime) -> datetime:
+    """Naive UTC, as stored: an aware time is converted, a naive one is taken as UTC already."""
+    if value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def parse_time(value: TimeLike | None, what: str = "time") -> datetime | None:
+    """A query bound as naive UTC; strings are ISO 8601 (with or without an offset)."""
+    if value is None:
+        return None
+    if isinstance(value, np.datetime64):
+        value = value.astype("datetime64[us]").item()
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"{what} {value!r} is not an ISO 8601 time") from None
+    if isinstance(value, datetime):
+        return to_utc(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    raise InputError(f"{what} must be a datetime, a date or an ISO 8601 string, not {type(value).__name__}")
+
+
+_EVERY = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+_UNITS = {
+    "us": "microseconds",
+    "ms": "milliseconds",
+    "s": "seconds",
+    "sec": "seconds",
+    "second": "seconds",
+    "seconds": "seconds",
+    "m": "minutes",
+    "min": "minutes",
+    "minute": "minutes",
+    "minutes": "minutes",
+    "h": "hours",
+    "hour": "hours",
+    "hours": "hours",
+    "d": "days",
+    "day": "days",
+    "days": "days",
+    "w": "weeks",
+    "week": "weeks",
+    "weeks": "weeks",
+    "mo": "months",
+    "month": "months",
+    "months": "months",
+    "y": "years",
+    "year": "years",
+    "years": "years",
+}
+
+
+def interval(every: str | timedelta) -> str:
+    """A bucket width as a DuckDB INTERVAL literal: "15min", "1h", "1d", "1w", "1mo" or a timedelta.
+
+    >>> interval("15min"), interval(timedelta(hours=2))
+    ("INTERVAL '15 minutes'", "INTERVAL '7200000000 microseconds'")
+    """
+    if isinstance(every, timedelta):
+        us = every // timedelta(microseconds=1)
+        if us <= 0:
+            raise InputError(f"bucket width must be positive, not {every}")
+        return f"INTERVAL '{us} microseconds'"
+    m = _EVERY.match(every.lower())
+    if not m or m.group(2) not in _UNITS or int(m.group(1)) <= 0:
+        raise InputError(f"bucket width {every!r} is not like '15min', '1h', '1d', '1w' or '1mo'")
+    return f"INTERVAL '{int(m.group(1))} {_UNITS[m.group(2)]}'"
+
+
+def haversine(lon1: str, lat1: str, lon2: str, lat2: str) -> str:
+    """SQL for the great-circle distance in metres between two lon/lat points (degrees).
+
+    The same formula as `haversine_np`, so tests can compare exactly.
+    """
+    a = (
+        f"(pow(sin(radians(({lat2}) - ({lat1})) / 2), 2) + cos(radians({lat1})) * cos(radians({lat2})) "
+        f"* pow(sin(radians(({lon2}) - ({lon1})) / 2), 2))"
+    )
+    # Clamped for antipodes, where rounding can pass 1; not with least(), which drops NULLs.
+    return f"(2 * {EARTH_RADIUS_M!r} * asin(sqrt(CASE WHEN {a} > 1.0 THEN 1.0 ELSE {a} END)))"
+
+
+def haversine_np(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> Any:
+    """Great-circle distance in metres (numpy, vectorised); see `haversine`."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dlon = np.radians(np.subtract(lon2, lon1))
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(1.0, a)))

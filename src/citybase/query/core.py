@@ -1,0 +1,205 @@
+"""The engine's core: a dataset as a scoped SQL relation, and running SQL on a read cursor.
+
+Every query is one DuckDB statement (or a few, for the growing searches of nearest neighbours)
+over `source(...)`, the dataset's table with the reader's scope applied inside it:
+
+    (SELECT <visible columns, masks applied> FROM lake."<dataset>"
+     WHERE (<row filter>) AND <pruning hints>)
+
+Pruning hints are predicates on stored columns that the query's own predicates imply (an H3 id
+range around a box, computed here); they never change the answer, only what DuckDB reads. With
+several disjoint id ranges the relation becomes a UNION ALL of one scan per range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+import pyarrow as pa
+from shapely.geometry.base import BaseGeometry
+
+from citybase.errors import InputError
+from citybase.model.city import Level
+from citybase.model.dataset import DatasetSpec, FieldType
+from citybase.model.layout import H3, PLACE_KEYS, stored_columns, stores_shape
+from citybase.places.city import City
+from citybase.query._sql import TimeLike, literal, parse_time, quote
+from citybase.query.prune import BBox, cover_ranges
+from citybase.query.scope import OPEN, ReadScope, ScopeError
+from citybase.store.lake import Lake
+
+#: The H3 resolution of the stored cell key when no city is set up (places/enrich.py).
+DEFAULT_H3_RESOLUTION = 12
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset as one reader sees it: a parenthesised SQL relation and its visible columns."""
+
+    spec: DatasetSpec
+    sql: str
+    columns: tuple[str, ...]
+    masked: frozenset[str]
+
+    def has(self, column: str) -> bool:
+        return column in self.columns
+
+    def raw(self, column: str) -> bool:
+        """Visible with its stored value (not masked): predicates on it can prune the scan."""
+        return column in self.columns and column not in self.masked
+
+    def need(self, *columns: str | None) -> None:
+        """Fail with ScopeError if the query needs a column this reader may not see."""
+        hidden = [c for c in columns if c is not None and c not in self.columns]
+        if hidden:
+            raise ScopeError(
+                f"the query needs column(s) {hidden} of {self.spec.name!r}, outside the reader's scope"
+            )
+
+    @property
+    def shapes(self) -> bool:
+        """True for areas datasets (rows keep a geometry, `geom`, with its bbox columns)."""
+        return stores_shape(self.spec)
+
+
+class QueryCore:
+    """Holds the lake and the city; builds scoped sources and runs SQL. Subclassed by the query mixins."""
+
+    def __init__(self, lake: Lake, city: City | None = None) -> None:
+        self.lake = lake
+        self.city = city
+        #: Per dataset, the radius that last answered a nearest-neighbour search (nearest.py).
+        self.radius_hints: dict[str, float] = {}
+
+    # -- what is stored -----------------------------------------------------------------------
+
+    @property
+    def h3_resolution(self) -> int:
+        """The resolution of the stored `h3` cell key."""
+        return self.city.h3_resolution if self.city is not None else DEFAULT_H3_RESOLUTION
+
+    def spec(self, dataset: str) -> DatasetSpec:
+        return self.lake.spec(dataset)
+
+    def has_layer(self, level: str) -> bool:
+        return self.city is not None and any(lv.value == level for lv in self.city.layers)
+
+    # -- sources ------------------------------------------------------------------------------
+
+    def source(
+        self,
+        dataset: str,
+        scope: ReadScope | None = None,
+        *,
+        where: Sequence[str] = (),
+        branches: Sequence[str] = (),
+    ) -> Source:
+        """The dataset as a scoped relation; `where` and `branches` are pruning hints on stored columns.
+
+        `where` predicates are ANDed; `branches` are alternatives read as a UNION ALL (they must be
+        disjoint). Both come from the engine, never from a reader.
+        """
+        spec = self.spec(dataset)
+        scope = scope or OPEN
+        stored = [n for n, _, _ in stored_columns(spec)]
+        visible = stored if scope.fields is None else list(dict.fromkeys(scope.fields))
+        unknown = sorted({*visible, *scope.masked} - set(stored))
+        if unknown:
+            raise InputError(f"the scope names column(s) {unknown} that dataset {dataset!r} does not have")
+        select = ", ".join(
+            f"({scope.masked[c]}) AS {quote(c)}" if c in scope.masked else quote(c) for c in visible
+        )
+        conds = [f"({scope.row_filter})"] if scope.row_filter else []
+        conds += list(where)
+        table = self.lake.table(dataset)
+        parts = []
+        for branch in list(branches) or [""]:
+            cs = [*conds, branch] if branch else conds
+            w = f" WHERE {' AND '.join(cs)}" if cs else ""
+            parts.append(f"SELECT {select} FROM {table}{w}")
+        return Source(spec, "(" + " UNION ALL ".join(parts) + ")", tuple(visible), frozenset(scope.masked))
+
+    def spatial_source(
+        self,
+        dataset: str,
+        scope: ReadScope | None,
+        area: BaseGeometry | BBox | None,
+        *,
+        where: Sequence[str] = (),
+    ) -> Source:
+        """A source read through H3 id ranges around `area`, when that is sound for this reader.
+
+        Sound when the reader sees lon/lat unmasked (so the query's exact test is on the stored
+        position, from which `h3` was computed) and the rows are points (an area's `h3` is the
+        cell of one point on it, and says nothing about where the rest of it lies).
+        """
+        plain = self.source(dataset, scope, where=where)
+        if area is None or plain.shapes or not (plain.raw("lon") and plain.raw("lat")):
+            return plain
+        if H3 not in {n for n, _, _ in stored_columns(plain.spec)}:
+            return plain
+        ranges = cover_ranges(area, self.h3_resolution)
+        if not ranges:
+            return plain
+        return self.source(dataset, scope, where=where, branches=[r.sql(quote(H3)) for r in ranges])
+
+    # -- common predicates --------------------------------------------------------------------
+
+    def time_where(self, src: Source, start: TimeLike | None, end: TimeLike | None) -> list[str]:
+        """`start <= time < end` on the dataset's time field; [] when both are None."""
+        t0, t1 = parse_time(start, "start"), parse_time(end, "end")
+        if t0 is None and t1 is None:
+            return []
+        tf = src.spec.time_field
+        if tf is None:
+            raise InputError(f"dataset {src.spec.name!r} has no time field; a time window does not apply")
+        src.need(tf)
+        if t0 is not None and t1 is not None and t1 < t0:
+            raise InputError(f"the time window ends ({t1}) before it starts ({t0})")
+        col = quote(tf)
+        out = []
+        if src.spec.field(tf).type is FieldType.date:
+            # A date d is in [start, end) when midnight of d is: compare dates, so statistics prune.
+            if t0 is not None:
+                out.append(f"{col} >= {literal(_ceil_date(t0).date())}")
+            if t1 is not None:
+                out.append(f"{col} < {literal(_ceil_date(t1).date())}")
+            return out
+        if t0 is not None:
+            out.append(f"{col} >= {literal(t0)}")
+        if t1 is not None:
+            out.append(f"{col} < {literal(t1)}")
+        return out
+
+    @staticmethod
+    def place_level(level: str | Level) -> str:
+        lv = level.value if isinstance(level, Level) else str(level)
+        if lv not in PLACE_KEYS:
+            raise InputError(f"place level {lv!r} is not one of {', '.join(PLACE_KEYS)}")
+        return lv
+
+    # -- running ------------------------------------------------------------------------------
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read cursor of its own (one transaction: one snapshot of the lake), closed after use."""
+        cur = self.lake.cursor()
+        try:
+            # Parquet footers are parsed once and kept: lake files are immutable.
+            cur.execute("SET parquet_metadata_cache = true")
+            yield cur
+        finally:
+            cur.close()
+
+    def run(self, sql: str) -> pa.Table:
+        with self.cursor() as cur:
+            return cur.execute(sql).to_arrow_table()
+
+
+def _ceil_date(t: datetime) -> datetime:
+    day = datetime(t.year, t.month, t.day)
+    return day if day == t else day + timedelta(days=1)

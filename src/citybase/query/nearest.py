@@ -1,0 +1,255 @@
+"""B4 and B8: nearest neighbours by great-circle distance, found in growing circles.
+
+B4 `nearest` asks DuckDB for the k closest rows within a radius r, reading only the box around the
+circle (prune.circle_bbox) through the H3 id ranges that cover it (prune.py): a handful of row
+groups. If k rows lie within r, no row outside the circle can be closer, so the answer is complete;
+otherwise r grows (by the density seen so far) and the search repeats, and after `MAX_RINGS`
+circles it becomes one full scan (DuckDB's top-k). The radius that answered last is remembered per
+dataset as the next search's first guess.
+
+B8 `nearest_join` does the same for many events at once: each pass joins the events still short of
+k neighbours to the objects in a band of +-r around each (a range join on lat and lon, with the
+time tolerance as a further band), keeps the complete ones and doubles r for the rest; what is
+left after the last pass is answered by a join without a distance band.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import duckdb
+import pyarrow as pa
+
+from citybase.errors import InputError
+from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine, interval, literal, quote
+from citybase.query.core import QueryCore, Source
+from citybase.query.prune import circle_bbox
+from citybase.query.scope import ReadScope
+
+#: First radius of a search with no history, metres.
+FIRST_RADIUS_M = 250.0
+#: Circles tried before a full scan.
+MAX_RINGS = 8
+#: Passes of the batched join before the remaining events are joined with no distance band.
+MAX_PASSES = 8
+#: A circle this large is the whole world.
+WORLD_M = math.pi * EARTH_RADIUS_M
+
+
+def _grow(radius: float, found: int, k: int) -> float:
+    """The next radius: enough for k at the density seen so far (x1.5 margin), 2x to 16x larger."""
+    if found == 0:
+        return radius * 4
+    return radius * min(16.0, max(2.0, 1.5 * math.sqrt(k / found)))
+
+
+class NearestQueries(QueryCore):
+    def nearest(
+        self,
+        dataset: str,
+        lon: float,
+        lat: float,
+        k: int = 1,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        max_distance_m: float | None = None,
+        scope: ReadScope | None = None,
+    ) -> pa.Table:
+        """B4: the k rows nearest to (lon, lat), with `distance_m` (great circle), nearest first.
+
+        Only rows in `[start, end)` when given, and within `max_distance_m` when given (then fewer
+        than k rows may come back). Ties at the k-th distance are broken arbitrarily.
+
+        >>> from citybase.query.demo import demo_engine
+        >>> t = demo_engine().nearest("pings", 116.42, 39.96, k=2)
+        >>> [round(d) for d in t.column("distance_m").to_pylist()]
+        [0, 556]
+        """
+        if k < 1:
+            raise InputError(f"k must be at least 1, not {k}")
+        x, y = float(lon), float(lat)
+        if not (-180 <= x <= 180 and -90 <= y <= 90):
+            raise InputError(f"({lon}, {lat}) is not a lon/lat position")
+        probe = self.source(dataset, scope)
+        probe.need("lon", "lat")
+        when = self.time_where(probe, start, end)
+        dist = haversine(literal(x), literal(y), '"lon"', '"lat"')
+        limit = WORLD_M if max_distance_m is None else float(max_distance_m)
+        hints = self.radius_hints
+        radius = min(hints.get(dataset, FIRST_RADIUS_M), limit)
+        # With masked coordinates the box cannot prune: one scan answers at once.
+        rings = MAX_RINGS if probe.raw("lon") and probe.raw("lat") else 0
+        for _ in range(rings):
+            box = circle_bbox(x, y, radius)
+            src = self.spatial_source(dataset, scope, box)
+            x0, y0, x1, y1 = (literal(v) for v in box)
+            where = [f'"lon" BETWEEN {x0} AND {x1}', f'"lat" BETWEEN {y0} AND {y1}', *when]
+            got = self._closest(src, dist, where, radius, k)
+            if got.num_rows == k or radius >= limit:
+                if got.num_rows == k:
+                    kth = got.column("distance_m")[k - 1].as_py()
+                    hints[dataset] = max(1.5 * kth, 10.0)
+                return got
+            radius = min(_grow(radius, got.num_rows, k), limit)
+        return self._closest(probe, dist, when, None if max_distance_m is None else limit, k)
+
+    def _closest(self, src: Source, dist: str, where: list[str], radius: float | None, k: int) -> pa.Table:
+        conds = [*where, f"distance_m <= {literal(radius)}"] if radius is not None else where
+        w = f" WHERE {' AND '.join(conds)}" if conds else ""
+        return self.run(
+            f"SELECT * FROM (SELECT *, {dist} AS distance_m FROM {src.sql} AS s) AS d{w} "
+            f"ORDER BY distance_m LIMIT {int(k)}"
+        )
+
+    def nearest_join(
+        self,
+        events: str,
+        objects: str,
+        k: int = 1,
+        max_distance_m: float | None = None,
+        time_tolerance: str | timedelta | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        scope: ReadScope | None = None,
+        objects_scope: ReadScope | None = None,
+    ) -> pa.Table:
+        """B8: for each event (in `[start, end)`), its k nearest objects, with `distance_m` and `rank`.
+
+        An object is a distinct `object_field` value of `objects` (each row, when it declares
+        none): its nearest position counts, and with `time_tolerance` only positions within
+        +-tolerance of the event's time. One row per (event, neighbour): the event's columns,
+        `_event` (its number), `rank` (1 = nearest), `distance_m`, and the object's columns
+        prefixed `object_`; an event with no neighbour (beyond `max_distance_m`) keeps one row with
+        nulls. `scope` applies to the events, `objects_scope` to the objects.
+
+        >>> from citybase.query.demo import demo_engine
+        >>> t = demo_engine().nearest_join("air", "pings", k=1)
+        >>> t.select(["station", "object_vehicle", "rank"]).to_pylist()[0]
+        {'station': 'east', 'object_vehicle': 'a', 'rank': 1}
+        """
+        if k < 1:
+            raise InputError(f"k must be at least 1, not {k}")
+        ev = self.source(events, scope)
+        ob = self.source(objects, objects_scope)
+        ev.need("lon", "lat")
+        ob.need("lon", "lat")
+        tol = None
+        if time_tolerance is not None:
+            etf, otf = ev.spec.time_field, ob.spec.time_field
+            if etf is None or otf is None:
+                raise InputError("a time tolerance needs a time field in both datasets")
+            ev.need(etf)
+            ob.need(otf)
+            tol = (interval(time_tolerance), quote(etf), quote(otf))
+        obj_key = ob.spec.object_field
+        if obj_key is not None:
+            ob.need(obj_key)
+        ev_where = ['"lon" IS NOT NULL', '"lat" IS NOT NULL', *self.time_where(ev, start, end)]
+        with self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            cur.execute(
+                "CREATE TEMP TABLE _ev AS SELECT row_number() OVER () - 1 AS _event, * "
+                f"FROM {ev.sql} AS s WHERE {' AND '.join(ev_where)}"
+            )
+            cur.execute(
+                "CREATE TEMP TABLE _hits AS SELECT 0::BIGINT AS _event, 0::BIGINT AS rank, "
+                f"0.0::DOUBLE AS distance_m, * FROM {ob.sql} AS s LIMIT 0"
+            )
+            cur.execute("CREATE TEMP TABLE _todo AS SELECT _event FROM _ev")
+            radius = FIRST_RADIUS_M if max_distance_m is None else float(max_distance_m)
+            for p in range(MAX_PASSES + 1):
+                left = cur.execute("SELECT count(*) FROM _todo").fetchone()
+                if not left or not left[0]:
+                    break
+                final = max_distance_m is not None or p == MAX_PASSES or radius >= WORLD_M
+                band = radius if max_distance_m is not None or not final else None
+                self._join_pass(cur, ob, obj_key, tol, band, k, final)
+                if final:
+                    break
+                radius *= 4
+            ev_cols = ", ".join(f"e.{quote(c)}" for c in ev.columns)
+            ob_cols = ", ".join(f"h.{quote(c)} AS {quote('object_' + c)}" for c in ob.columns)
+            out = cur.execute(
+                f"SELECT {ev_cols}, e._event, h.rank, h.distance_m, {ob_cols} "
+                "FROM _ev AS e LEFT JOIN _hits AS h USING (_event) ORDER BY e._event, h.rank"
+            ).to_arrow_table()
+            cur.execute("ROLLBACK")
+        return out
+
+    def _join_pass(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        ob: Source,
+        obj_key: str | None,
+        tol: tuple[str, str, str] | None,
+        radius: float | None,
+        k: int,
+        final: bool,
+    ) -> None:
+        """Join the events still in _todo to objects within `radius` (None: any distance).
+
+        Events with k neighbours are complete; on the `final` pass every event keeps what it found.
+        """
+        dist = haversine("e.lon", "e.lat", "o.lon", "o.lat")
+        conds = []
+        prune = []
+        if radius is not None:
+            d = radius / EARTH_RADIUS_M * (1 + 1e-9) + 1e-12
+            dlat = math.degrees(d)
+            # Per event: the widest longitude of its circle (all of them near a pole).
+            dlon = (
+                f"CASE WHEN abs(e.lat) + {dlat!r} >= 90 THEN 360.0 "
+                f"ELSE degrees(asin(least(1.0, {math.sin(d)!r} / cos(radians(e.lat))))) END"
+            )
+            conds += [
+                f"o.lat BETWEEN e.lat - {dlat!r} AND e.lat + {dlat!r}",
+                "o.lon BETWEEN e.lon - e.dlon AND e.lon + e.dlon",
+                f"{dist} <= {radius!r}",
+            ]
+            box = cur.execute(
+                "SELECT min(e.lon - e.dlon), min(e.lat), max(e.lon + e.dlon), max(e.lat) FROM "
+                f"(SELECT lon, lat, {dlon} AS dlon FROM _ev AS e JOIN _todo USING (_event)) AS e"
+            ).fetchone()
+            if box is not None and box[0] is not None:
+                prune += [
+                    f'"lon" BETWEEN {box[0]!r} AND {box[2]!r}',
+                    f'"lat" BETWEEN {box[1] - dlat!r} AND {box[3] + dlat!r}',
+                ]
+        else:
+            dlon = "360.0"
+        if tol is not None:
+            iv, etf, otf = tol
+            conds.append(f"o.{otf} BETWEEN e.{etf} - {iv} AND e.{etf} + {iv}")
+            span = cur.execute(f"SELECT min({etf}), max({etf}) FROM _ev JOIN _todo USING (_event)").fetchone()
+            if span is not None and span[0] is not None:
+                prune.append(f"{otf} BETWEEN {literal(span[0])} - {iv} AND {literal(span[1])} + {iv}")
+        prune += ['"lon" IS NOT NULL', '"lat" IS NOT NULL']
+        objects = f"(SELECT * FROM {ob.sql} AS s WHERE {' AND '.join(prune)})"
+        etime = f", e.{tol[1]}" if tol is not None else ""
+        todo = f"SELECT _event, lon, lat{etime}, {dlon} AS dlon FROM _ev AS e JOIN _todo USING (_event)"
+        pairs = (
+            f"SELECT e._event, o.*, {dist} AS distance_m FROM ({todo}) AS e "
+            f"JOIN {objects} AS o ON {' AND '.join(conds) if conds else 'TRUE'}"
+        )
+        if obj_key is not None:
+            # An object's nearest position stands for the object.
+            pairs = (
+                f"SELECT * FROM ({pairs}) QUALIFY row_number() OVER "
+                f"(PARTITION BY _event, {quote(obj_key)} ORDER BY distance_m) = 1"
+            )
+        ranked = (
+            f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY _event ORDER BY distance_m) AS rank "
+            f"FROM ({pairs})) WHERE rank <= {int(k)}"
+        )
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE _pass AS {ranked}")
+        cols = ", ".join(quote(c) for c in ob.columns)
+        keep = "SELECT _event FROM _pass GROUP BY _event"
+        if not final:
+            keep += f" HAVING count(*) >= {int(k)}"
+        cur.execute(
+            f"INSERT INTO _hits SELECT _event, rank, distance_m, {cols} FROM _pass WHERE _event IN ({keep})"
+        )
+        cur.execute("DELETE FROM _todo" if final else f"DELETE FROM _todo WHERE _event IN ({keep})")

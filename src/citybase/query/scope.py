@@ -1,0 +1,55 @@
+"""What one reader may see of a dataset: the columns, the rows, and masked values.
+
+The share box builds a `ReadScope` from a grant; every query applies it inside its SQL, in the
+relation it reads the dataset through (never to the result afterwards), so aggregates, distances
+and joins are computed on what the reader may see and nothing else:
+
+    SELECT <visible columns, masked ones replaced by their expression>
+    FROM <the dataset's table> WHERE (<row filter>)
+
+A query's own predicates (a bbox, a time window, an object id) apply to that relation, to the
+masked values: a reader whose coordinates are coarsened searches the coarsened coordinates. A query
+that needs a column the scope hides fails with `ScopeError` instead of reading it.
+
+`row_filter` and the `masked` expressions are SQL written by the platform (the share box), never by
+the reader: they are trusted and go into the query as given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from citybase.errors import CitybaseError
+
+
+class ScopeError(CitybaseError):
+    """The query needs a column or dataset the reader's scope does not include."""
+
+    status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """A reader's view of one dataset.
+
+    >>> ReadScope(fields=["district", "pm25"], row_filter="district = '110101'",
+    ...           masked={"pm25": "round(pm25, -1)"}).fields
+    ['district', 'pm25']
+    """
+
+    #: Columns the reader may see (stored column names); None means all of them.
+    fields: list[str] | None = None
+    #: A SQL boolean expression over the stored columns: only rows where it is true are visible.
+    row_filter: str | None = None
+    #: Column -> SQL expression (over the stored columns) that replaces the column's value.
+    masked: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_open(self) -> bool:
+        """True when the scope hides and changes nothing."""
+        return self.fields is None and not self.row_filter and not self.masked
+
+
+#: The scope of a trusted caller: everything.
+OPEN = ReadScope()

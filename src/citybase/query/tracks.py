@@ -1,0 +1,269 @@
+"""B3 and B7: one object's track, and per-object trip statistics with stay points.
+
+Points of one object are ordered by time (ties by lon, then lat, so the order never depends on
+how the rows happen to be stored). Segment lengths are great-circle distances (_sql.haversine).
+
+Trip statistics are window functions in SQL. Stay points (Li et al., 2008) are found in numpy:
+from an anchor point, the stay extends over the following points while each is within
+`stay_radius_m` of the anchor; it ends at the first point beyond the radius or at the end of the
+object's track, and counts when it lasts at least `stay_min_s`. A stay's points are then skipped;
+otherwise the search moves to the next anchor. The search has no per-point Python loop: all
+anchors of a window of points are extended together, a block of offsets at a time (`stay_points`).
+
+What DuckDB skips: with a time window, files of other time partitions and row groups outside it;
+for `track`, row groups whose min/max object id excludes the object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from citybase.errors import InputError
+from citybase.model.dataset import FieldType
+from citybase.query._sql import TimeLike, haversine, haversine_np, literal, quote
+from citybase.query.core import QueryCore, Source
+from citybase.query.scope import ReadScope
+
+#: Anchors examined together, and the first and largest number of offsets tried per step.
+_WINDOW = 512
+_BLOCK = 32
+_MAX_BLOCK = 4096
+
+
+def stay_points(
+    group: npt.NDArray[np.int64],
+    t_us: npt.NDArray[np.int64],
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+    radius_m: float,
+    min_s: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Stays in points sorted by (group, time): (first index, end index exclusive) of each stay.
+
+    `group` numbers the objects (equal for the points of one object).
+
+    >>> t = np.array([0, 60, 120, 400, 460], dtype=np.int64) * 1_000_000
+    >>> lon = np.array([0.0, 0.0001, 0.0002, 0.01, 0.02]); lat = np.zeros(5)
+    >>> stay_points(np.zeros(5, np.int64), t, lon, lat, 100.0, 100.0)
+    (array([0]), array([3]))
+    """
+    n = len(t_us)
+    firsts: list[int] = []
+    ends: list[int] = []
+    a = 0
+    min_us = min_s * 1e6
+    while a < n:
+        anchors = np.arange(a, min(a + _WINDOW, n))
+        end = _extend(anchors, group, t_us, lon, lat, radius_m, min_us)
+        dur = t_us[end - 1] - t_us[anchors]
+        is_stay = np.nonzero(dur >= min_us)[0]
+        if not len(is_stay):
+            a = int(anchors[-1]) + 1
+            continue
+        s = int(is_stay[0])
+        firsts.append(int(anchors[s]))
+        ends.append(int(end[s]))
+        a = int(end[s])
+    return np.array(firsts, dtype=np.int64), np.array(ends, dtype=np.int64)
+
+
+def _extend(
+    anchors: npt.NDArray[np.int64],
+    group: npt.NDArray[np.int64],
+    t_us: npt.NDArray[np.int64],
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+    radius_m: float,
+    min_us: float,
+) -> npt.NDArray[np.int64]:
+    """For each anchor, the first later index beyond the radius, in another group, or n.
+
+    Only the anchors up to the first stay matter to the caller: once an anchor is known to be a
+    stay (its points already span `min_us`), later anchors are dropped, and so are earlier ones as
+    soon as their end is found. The returned ends are exact for the anchors up to that first stay.
+    """
+    n = len(t_us)
+    m = len(anchors)
+    end = np.full(m, -1, dtype=np.int64)
+    active = np.ones(m, dtype=bool)
+    off = 1
+    block = _BLOCK
+    while active.any():
+        pos = np.nonzero(active)[0]
+        ai = anchors[pos]
+        steps = np.arange(block, dtype=np.int64)
+        j = ai[:, None] + off + steps[None, :]
+        jc = np.minimum(j, n - 1)
+        brk = (j >= n) | (group[jc] != group[ai][:, None])
+        brk |= haversine_np(lon[ai][:, None], lat[ai][:, None], lon[jc], lat[jc]) > radius_m
+        done = brk.any(axis=1)
+        end[pos[done]] = ai[done] + off + brk[done].argmax(axis=1)
+        active[pos[done]] = False
+        # An anchor still running whose points already last min_us is a stay: anchors after the
+        # first such one cannot be reached before its end, so stop extending them.
+        last = np.minimum(ai + off + block - 1, n - 1)
+        ended = t_us[np.maximum(end[pos] - 1, 0)]
+        known = np.where(done, ended, t_us[last]) - t_us[ai] >= min_us
+        if known.any():
+            active[pos[np.argmax(known)] + 1 :] = False
+        off += block
+        # A long stay is followed by its anchor alone: take bigger steps through it, within
+        # about 256k distances a step.
+        block = min(block * 2, _MAX_BLOCK, max(_BLOCK, (1 << 18) // max(1, int(active.sum()))))
+    # Anchors dropped unfinished lie after the first stay; give them a harmless end.
+    unset = end < 0
+    end[unset] = anchors[unset] + 1
+    return end
+
+
+class TrackQueries(QueryCore):
+    def _object_literal(self, src: Source, object_id: str | int) -> str:
+        of = src.spec.object_field
+        if of is None:
+            raise InputError(f"dataset {src.spec.name!r} declares no object_field: it has no tracks")
+        ftype = src.spec.field(of).type
+        if ftype is FieldType.int:
+            try:
+                return literal(int(object_id))
+            except ValueError:
+                raise InputError(f"object id {object_id!r} is not an integer") from None
+        return literal(str(object_id))
+
+    def _need_track_fields(self, src: Source) -> tuple[str, str]:
+        of, tf = src.spec.object_field, src.spec.time_field
+        if of is None or tf is None:
+            raise InputError(f"dataset {src.spec.name!r} needs object_field and time_field for tracks")
+        src.need(of, tf, "lon", "lat")
+        return of, tf
+
+    def track(
+        self,
+        dataset: str,
+        object_id: str | int,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        scope: ReadScope | None = None,
+    ) -> pa.Table:
+        """B3: one object's rows in `[start, end)`, ordered by time.
+
+        >>> from citybase.query.demo import demo_engine
+        >>> t = demo_engine().track("pings", "b", "2024-05-01T08:01", "2024-05-01T08:03")
+        >>> [str(v) for v in t.column("t").to_pylist()]
+        ['2024-05-01 08:01:00', '2024-05-01 08:02:00']
+        """
+        src = self.source(dataset, scope)
+        of, tf = self._need_track_fields(src)
+        where = [f"{quote(of)} = {self._object_literal(src, object_id)}", *self.time_where(src, start, end)]
+        return self.run(
+            f'SELECT * FROM {src.sql} AS s WHERE {" AND ".join(where)} ORDER BY {quote(tf)}, "lon", "lat"'
+        )
+
+    def trajectories(
+        self,
+        dataset: str,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        stay_radius_m: float = 100.0,
+        stay_min_s: float = 300.0,
+        *,
+        scope: ReadScope | None = None,
+    ) -> tuple[pa.Table, pa.Table]:
+        """B7: per-object trip statistics, and the stay points, as two tables.
+
+        Statistics: `<object>`, points, first_time, last_time, duration_s, length_m (sum of the
+        great-circle steps), mean_speed_mps (length / duration), max_speed_mps (fastest step with
+        a positive time step), stays. Stays: `<object>`, stay (0.. per object), lon, lat (means of
+        the stay's points), arrival, departure, duration_s, points.
+
+        >>> from citybase.query.demo import demo_engine
+        >>> stats, stays = demo_engine().trajectories("pings")
+        >>> stats.select(["vehicle", "points", "stays"]).to_pylist()
+        [{'vehicle': 'a', 'points': 18, 'stays': 1}, {'vehicle': 'b', 'points': 6, 'stays': 0}]
+        >>> stays.select(["vehicle", "points", "duration_s"]).to_pylist()
+        [{'vehicle': 'a', 'points': 11, 'duration_s': 600.0}]
+        """
+        if stay_radius_m < 0 or stay_min_s < 0:
+            raise InputError("stay_radius_m and stay_min_s must not be negative")
+        src = self.source(dataset, scope)
+        of, tf = self._need_track_fields(src)
+        o, t = quote(of), quote(tf)
+        where = [f"{c} IS NOT NULL" for c in (o, t, '"lon"', '"lat"')] + self.time_where(src, start, end)
+        points = f"SELECT {o} AS o, {t} AS t, lon, lat FROM {src.sql} AS s WHERE {' AND '.join(where)}"
+        win = "OVER (PARTITION BY o ORDER BY t, lon, lat)"
+        step = haversine(f"lag(lon) {win}", f"lag(lat) {win}", "lon", "lat")
+        stats_sql = f"""
+            WITH p AS ({points}),
+            s AS (SELECT o, t, {step} AS step_m,
+                         (epoch_us(t) - lag(epoch_us(t)) {win}) / 1e6 AS step_s FROM p)
+            SELECT o AS {o}, count(*) AS points, min(t) AS first_time, max(t) AS last_time,
+                   (epoch_us(max(t)) - epoch_us(min(t))) / 1e6 AS duration_s,
+                   coalesce(sum(step_m), 0.0) AS length_m,
+                   coalesce(sum(step_m), 0.0) / nullif((epoch_us(max(t)) - epoch_us(min(t))) / 1e6, 0)
+                       AS mean_speed_mps,
+                   max(step_m / nullif(step_s, 0)) AS max_speed_mps
+            FROM s GROUP BY o ORDER BY o"""
+        with self.cursor() as cur:
+            # One snapshot for both reads.
+            cur.execute("BEGIN TRANSACTION")
+            stats = cur.execute(stats_sql).to_arrow_table()
+            pts = cur.execute(
+                f"SELECT o, epoch_us(t) AS t_us, lon, lat FROM ({points}) ORDER BY o, t, lon, lat"
+            ).to_arrow_table()
+            cur.execute("ROLLBACK")
+        stays = _stays_table(pts, of, stats.schema.field(of).type, stay_radius_m, stay_min_s)
+        counts = dict(
+            zip(
+                stays.column(of).to_pylist(),
+                pc.add(stays.column("stay"), 1).to_pylist(),
+                strict=True,
+            )
+        )
+        per_obj = [counts.get(v, 0) for v in stats.column(of).to_pylist()]
+        stats = stats.append_column("stays", pa.array(per_obj, pa.int64()))
+        return stats, stays
+
+
+def _stays_table(pts: pa.Table, of: str, otype: pa.DataType, radius_m: float, min_s: float) -> pa.Table:
+    n = pts.num_rows
+    obj = pts.column("o").combine_chunks() if n else pa.array([], otype)
+    if n:
+        change = np.ones(n, dtype=bool)
+        if n > 1:
+            change[1:] = pc.not_equal(obj.slice(1), obj.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        group = np.cumsum(change) - 1
+    else:
+        group = np.zeros(0, dtype=np.int64)
+    t_us = pts.column("t_us").to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+    lon = pts.column("lon").to_numpy() if n else np.zeros(0)
+    lat = pts.column("lat").to_numpy() if n else np.zeros(0)
+    first, stop = stay_points(group.astype(np.int64), t_us, lon, lat, radius_m, min_s)
+    k = len(first)
+    sizes = stop - first
+    # Means over each stay's points: cumulative sums, so no loop over stays either.
+    csx = np.concatenate([[0.0], np.cumsum(lon)])
+    csy = np.concatenate([[0.0], np.cumsum(lat)])
+    g = group[first]
+    rank = np.zeros(k, dtype=np.int64)
+    if k:
+        new = np.ones(k, dtype=bool)
+        new[1:] = g[1:] != g[:-1]
+        starts = np.nonzero(new)[0]
+        rank = np.arange(k) - np.repeat(starts, np.diff(np.append(starts, k)))
+    arrival = t_us[first] if k else np.zeros(0, np.int64)
+    departure = t_us[stop - 1] if k else np.zeros(0, np.int64)
+    return pa.table(
+        {
+            of: obj.take(pa.array(first)) if k else pa.array([], otype),
+            "stay": pa.array(rank, pa.int64()),
+            "lon": (csx[stop] - csx[first]) / np.maximum(sizes, 1),
+            "lat": (csy[stop] - csy[first]) / np.maximum(sizes, 1),
+            "arrival": pa.array(arrival.astype("datetime64[us]"), pa.timestamp("us")),
+            "departure": pa.array(departure.astype("datetime64[us]"), pa.timestamp("us")),
+            "duration_s": (departure - arrival) / 1e6,
+            "points": pa.array(sizes, pa.int64()),
+        }
+    )
