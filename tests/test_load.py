@@ -130,7 +130,18 @@ def test_every_cli_command_has_help() -> None:
     runner = CliRunner()
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0
-    commands = ["city", "declare", "load", "datasets", "quarantine", "sql", "flush", "simulate", "demo"]
+    commands = [
+        "city",
+        "declare",
+        "load",
+        "datasets",
+        "quarantine",
+        "sql",
+        "flush",
+        "simulate",
+        "demo",
+        "query",
+    ]
     for c in commands:
         r = runner.invoke(app, [c, "--help"])
         assert r.exit_code == 0, c
