@@ -28,6 +28,7 @@ from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3, PLACE_KEYS, stored_columns, stores_shape
 from citybase.places.city import City
 from citybase.query._sql import TimeLike, literal, parse_time, quote
+from citybase.query.files import DirectFiles
 from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
 from citybase.store.lake import Lake
@@ -74,6 +75,8 @@ class QueryCore:
         self.city = city
         #: Per dataset, the radius that last answered a nearest-neighbour search (nearest.py).
         self.radius_hints: dict[str, float] = {}
+        #: Direct reads of complete Parquet files, for the latency-critical queries (files.py).
+        self.files = DirectFiles(lake)
 
     # -- what is stored -----------------------------------------------------------------------
 
@@ -97,11 +100,19 @@ class QueryCore:
         *,
         where: Sequence[str] = (),
         branches: Sequence[str] = (),
+        table: str | None = None,
     ) -> Source:
         """The dataset as a scoped relation; `where` and `branches` are pruning hints on stored columns.
 
         `where` predicates are ANDed; `branches` are alternatives read as a UNION ALL (they must be
-        disjoint). Both come from the engine, never from a reader.
+        disjoint). Both come from the engine, never from a reader. `table` replaces the lake table
+        by another relation with the same rows (files.py).
+
+        >>> from citybase.query.demo import demo_engine
+        >>> scope = ReadScope(fields=["station", "pm25"], row_filter="station = 'west'",
+        ...                   masked={"pm25": "round(pm25, -1)"})
+        >>> print(demo_engine().source("air", scope).sql)
+        (SELECT "station", (round(pm25, -1)) AS "pm25" FROM lake."air" WHERE (station = 'west'))
         """
         spec = self.spec(dataset)
         scope = scope or OPEN
@@ -115,7 +126,7 @@ class QueryCore:
         )
         conds = [f"({scope.row_filter})"] if scope.row_filter else []
         conds += list(where)
-        table = self.lake.table(dataset)
+        table = table or self.lake.table(dataset)
         parts = []
         for branch in list(branches) or [""]:
             cs = [*conds, branch] if branch else conds
@@ -130,6 +141,7 @@ class QueryCore:
         area: BaseGeometry | BBox | None,
         *,
         where: Sequence[str] = (),
+        table: str | None = None,
     ) -> Source:
         """A source read through H3 id ranges around `area`, when that is sound for this reader.
 
@@ -137,7 +149,7 @@ class QueryCore:
         position, from which `h3` was computed) and the rows are points (an area's `h3` is the
         cell of one point on it, and says nothing about where the rest of it lies).
         """
-        plain = self.source(dataset, scope, where=where)
+        plain = self.source(dataset, scope, where=where, table=table)
         if area is None or plain.shapes or not (plain.raw("lon") and plain.raw("lat")):
             return plain
         if H3 not in {n for n, _, _ in stored_columns(plain.spec)}:
@@ -145,7 +157,8 @@ class QueryCore:
         ranges = cover_ranges(area, self.h3_resolution)
         if not ranges:
             return plain
-        return self.source(dataset, scope, where=where, branches=[r.sql(quote(H3)) for r in ranges])
+        branches = [r.sql(quote(H3)) for r in ranges]
+        return self.source(dataset, scope, where=where, branches=branches, table=table)
 
     # -- common predicates --------------------------------------------------------------------
 
@@ -185,18 +198,22 @@ class QueryCore:
     # -- running ------------------------------------------------------------------------------
 
     @contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read cursor of its own (one transaction: one snapshot of the lake), closed after use."""
+    def cursor(self, *, late_materialization: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read cursor of its own (its own transactions), closed after use."""
         cur = self.lake.cursor()
         try:
             # Parquet footers are parsed once and kept: lake files are immutable.
             cur.execute("SET parquet_metadata_cache = true")
+            if not late_materialization:
+                # For a top-k of a few pruned row groups, DuckDB's rewrite into a second scan joined
+                # by row id costs more (a second pass over the lake's metadata) than it saves.
+                cur.execute("SET disabled_optimizers = 'late_materialization'")
             yield cur
         finally:
             cur.close()
 
-    def run(self, sql: str) -> pa.Table:
-        with self.cursor() as cur:
+    def run(self, sql: str, *, late_materialization: bool = True) -> pa.Table:
+        with self.cursor(late_materialization=late_materialization) as cur:
             return cur.execute(sql).to_arrow_table()
 
 

@@ -1,16 +1,19 @@
 """B4 and B8: nearest neighbours by great-circle distance, found in growing circles.
 
 B4 `nearest` asks DuckDB for the k closest rows within a radius r, reading only the box around the
-circle (prune.circle_bbox) through the H3 id ranges that cover it (prune.py): a handful of row
-groups. If k rows lie within r, no row outside the circle can be closer, so the answer is complete;
-otherwise r grows (by the density seen so far) and the search repeats, and after `MAX_RINGS`
-circles it becomes one full scan (DuckDB's top-k). The radius that answered last is remembered per
-dataset as the next search's first guess.
+circle (prune.circle_bbox) through the H3 id range that covers it (prune.py): a few row groups
+per file. If k rows lie within r, no row outside the circle can be closer, so the answer is
+complete; otherwise r grows (by the density seen so far) and the search repeats, and after
+`MAX_RINGS` circles it becomes one full scan (DuckDB's top-k). The radius that answered last is
+remembered per dataset as the next search's first guess. The circles read the dataset's Parquet
+files directly while they hold all its rows (files.py), skipping DuckLake's catalog round trips.
 
 B8 `nearest_join` does the same for many events at once: each pass joins the events still short of
-k neighbours to the objects in a band of +-r around each (a range join on lat and lon, with the
-time tolerance as a further band), keeps the complete ones and doubles r for the rest; what is
-left after the last pass is answered by a join without a distance band.
+k neighbours to the objects in a band around each (a range join on lat and lon, with the time
+tolerance as a further band), keeps the complete ones, and grows each remaining event's radius by
+the neighbours it found; what is left after the last pass is joined with no distance band. Its
+cost follows the number of object positions within each event's k-th object: for tracks, every
+position of the nearer objects.
 """
 
 from __future__ import annotations
@@ -81,27 +84,41 @@ class NearestQueries(QueryCore):
         radius = min(hints.get(dataset, FIRST_RADIUS_M), limit)
         # With masked coordinates the box cannot prune: one scan answers at once.
         rings = MAX_RINGS if probe.raw("lon") and probe.raw("lat") else 0
-        for _ in range(rings):
-            box = circle_bbox(x, y, radius)
-            src = self.spatial_source(dataset, scope, box)
-            x0, y0, x1, y1 = (literal(v) for v in box)
-            where = [f'"lon" BETWEEN {x0} AND {x1}', f'"lat" BETWEEN {y0} AND {y1}', *when]
-            got = self._closest(src, dist, where, radius, k)
-            if got.num_rows == k or radius >= limit:
-                if got.num_rows == k:
-                    kth = got.column("distance_m")[k - 1].as_py()
-                    hints[dataset] = max(1.5 * kth, 10.0)
-                return got
-            radius = min(_grow(radius, got.num_rows, k), limit)
-        return self._closest(probe, dist, when, None if max_distance_m is None else limit, k)
+        with self.cursor(late_materialization=False) as cur:
+            direct = self.files.scan(cur, dataset) if rings else None
+            for _ in range(rings):
+                box = circle_bbox(x, y, radius)
+                x0, y0, x1, y1 = (literal(v) for v in box)
+                where = [f'"lon" BETWEEN {x0} AND {x1}', f'"lat" BETWEEN {y0} AND {y1}', *when]
+                try:
+                    src = self.spatial_source(dataset, scope, box, table=direct)
+                    got = self._closest(cur, src, dist, where, radius, k)
+                except duckdb.IOException:
+                    if direct is None:
+                        raise
+                    # A file went away (the lake was compacted): read through DuckLake from now on.
+                    self.files.forget(dataset)
+                    direct = None
+                    got = self._closest(cur, self.spatial_source(dataset, scope, box), dist, where, radius, k)
+                if got.num_rows == k or radius >= limit:
+                    if got.num_rows == k:
+                        kth = got.column("distance_m")[k - 1].as_py()
+                        hints[dataset] = max(1.5 * kth, 10.0)
+                    return got
+                radius = min(_grow(radius, got.num_rows, k), limit)
+        with self.cursor() as cur:
+            return self._closest(cur, probe, dist, when, None if max_distance_m is None else limit, k)
 
-    def _closest(self, src: Source, dist: str, where: list[str], radius: float | None, k: int) -> pa.Table:
+    @staticmethod
+    def _closest(
+        cur: duckdb.DuckDBPyConnection, src: Source, dist: str, where: list[str], radius: float | None, k: int
+    ) -> pa.Table:
         conds = [*where, f"distance_m <= {literal(radius)}"] if radius is not None else where
         w = f" WHERE {' AND '.join(conds)}" if conds else ""
-        return self.run(
+        return cur.execute(
             f"SELECT * FROM (SELECT *, {dist} AS distance_m FROM {src.sql} AS s) AS d{w} "
             f"ORDER BY distance_m LIMIT {int(k)}"
-        )
+        ).to_arrow_table()
 
     def nearest_join(
         self,
@@ -148,6 +165,11 @@ class NearestQueries(QueryCore):
         if obj_key is not None:
             ob.need(obj_key)
         ev_where = ['"lon" IS NOT NULL', '"lat" IS NOT NULL', *self.time_where(ev, start, end)]
+        first = (
+            float(max_distance_m)
+            if max_distance_m is not None
+            else self.radius_hints.get(objects, FIRST_RADIUS_M)
+        )
         with self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             cur.execute(
@@ -158,18 +180,15 @@ class NearestQueries(QueryCore):
                 "CREATE TEMP TABLE _hits AS SELECT 0::BIGINT AS _event, 0::BIGINT AS rank, "
                 f"0.0::DOUBLE AS distance_m, * FROM {ob.sql} AS s LIMIT 0"
             )
-            cur.execute("CREATE TEMP TABLE _todo AS SELECT _event FROM _ev")
-            radius = FIRST_RADIUS_M if max_distance_m is None else float(max_distance_m)
+            # Each event searches its own circle, grown by the neighbours it found so far.
+            cur.execute(f"CREATE TEMP TABLE _todo AS SELECT _event, {first!r}::DOUBLE AS r FROM _ev")
             for p in range(MAX_PASSES + 1):
-                left = cur.execute("SELECT count(*) FROM _todo").fetchone()
+                left = cur.execute("SELECT count(*), max(r) FROM _todo").fetchone()
                 if not left or not left[0]:
                     break
-                final = max_distance_m is not None or p == MAX_PASSES or radius >= WORLD_M
-                band = radius if max_distance_m is not None or not final else None
-                self._join_pass(cur, ob, obj_key, tol, band, k, final)
-                if final:
-                    break
-                radius *= 4
+                final = max_distance_m is not None or p == MAX_PASSES or left[1] >= WORLD_M
+                banded = max_distance_m is not None or not final
+                self._join_pass(cur, ob, obj_key, tol, banded, k, final)
             ev_cols = ", ".join(f"e.{quote(c)}" for c in ev.columns)
             ob_cols = ", ".join(f"h.{quote(c)} AS {quote('object_' + c)}" for c in ob.columns)
             out = cur.execute(
@@ -185,41 +204,39 @@ class NearestQueries(QueryCore):
         ob: Source,
         obj_key: str | None,
         tol: tuple[str, str, str] | None,
-        radius: float | None,
+        banded: bool,
         k: int,
         final: bool,
     ) -> None:
-        """Join the events still in _todo to objects within `radius` (None: any distance).
+        """Join the events in _todo to the objects within their radius (any distance unless `banded`).
 
         Events with k neighbours are complete; on the `final` pass every event keeps what it found.
+        The others grow their radius for the next pass.
         """
         dist = haversine("e.lon", "e.lat", "o.lon", "o.lat")
-        conds = []
-        prune = []
-        if radius is not None:
-            d = radius / EARTH_RADIUS_M * (1 + 1e-9) + 1e-12
-            dlat = math.degrees(d)
-            # Per event: the widest longitude of its circle (all of them near a pole).
-            dlon = (
-                f"CASE WHEN abs(e.lat) + {dlat!r} >= 90 THEN 360.0 "
-                f"ELSE degrees(asin(least(1.0, {math.sin(d)!r} / cos(radians(e.lat))))) END"
-            )
+        # Per event: the circle's half height in degrees, and its widest longitude (all near a pole).
+        ang = f"(e.r / {EARTH_RADIUS_M!r} * (1 + 1e-9) + 1e-12)"
+        todo = (
+            f"SELECT _event, v.lon, v.lat, e.r, degrees({ang}) AS dlat, "
+            f"CASE WHEN abs(v.lat) + degrees({ang}) >= 90 OR {ang} >= pi() / 2 THEN 360.0 "
+            f"ELSE degrees(asin(least(1.0, sin({ang}) / cos(radians(v.lat))))) END AS dlon"
+            + (f", v.{tol[1]}" if tol is not None else "")
+            + " FROM _ev AS v JOIN _todo AS e USING (_event)"
+        )
+        conds, where, prune = [], [], []
+        if banded:
             conds += [
-                f"o.lat BETWEEN e.lat - {dlat!r} AND e.lat + {dlat!r}",
+                "o.lat BETWEEN e.lat - e.dlat AND e.lat + e.dlat",
                 "o.lon BETWEEN e.lon - e.dlon AND e.lon + e.dlon",
-                f"{dist} <= {radius!r}",
             ]
-            box = cur.execute(
-                "SELECT min(e.lon - e.dlon), min(e.lat), max(e.lon + e.dlon), max(e.lat) FROM "
-                f"(SELECT lon, lat, {dlon} AS dlon FROM _ev AS e JOIN _todo USING (_event)) AS e"
-            ).fetchone()
+            where.append("distance_m <= r")
+            extent = "min(lon - dlon), min(lat - dlat), max(lon + dlon), max(lat + dlat)"
+            box = cur.execute(f"SELECT {extent} FROM ({todo}) AS e").fetchone()
             if box is not None and box[0] is not None:
                 prune += [
                     f'"lon" BETWEEN {box[0]!r} AND {box[2]!r}',
-                    f'"lat" BETWEEN {box[1] - dlat!r} AND {box[3] + dlat!r}',
+                    f'"lat" BETWEEN {box[1]!r} AND {box[3]!r}',
                 ]
-        else:
-            dlon = "360.0"
         if tol is not None:
             iv, etf, otf = tol
             conds.append(f"o.{otf} BETWEEN e.{etf} - {iv} AND e.{etf} + {iv}")
@@ -228,12 +245,12 @@ class NearestQueries(QueryCore):
                 prune.append(f"{otf} BETWEEN {literal(span[0])} - {iv} AND {literal(span[1])} + {iv}")
         prune += ['"lon" IS NOT NULL', '"lat" IS NOT NULL']
         objects = f"(SELECT * FROM {ob.sql} AS s WHERE {' AND '.join(prune)})"
-        etime = f", e.{tol[1]}" if tol is not None else ""
-        todo = f"SELECT _event, lon, lat{etime}, {dlon} AS dlon FROM _ev AS e JOIN _todo USING (_event)"
         pairs = (
-            f"SELECT e._event, o.*, {dist} AS distance_m FROM ({todo}) AS e "
+            f"SELECT e._event, e.r, o.*, {dist} AS distance_m FROM ({todo}) AS e "
             f"JOIN {objects} AS o ON {' AND '.join(conds) if conds else 'TRUE'}"
         )
+        if where:
+            pairs = f"SELECT * FROM ({pairs}) WHERE {' AND '.join(where)}"
         if obj_key is not None:
             # An object's nearest position stands for the object.
             pairs = (
@@ -241,15 +258,21 @@ class NearestQueries(QueryCore):
                 f"(PARTITION BY _event, {quote(obj_key)} ORDER BY distance_m) = 1"
             )
         ranked = (
-            f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY _event ORDER BY distance_m) AS rank "
-            f"FROM ({pairs})) WHERE rank <= {int(k)}"
+            "SELECT *, row_number() OVER (PARTITION BY _event ORDER BY distance_m) AS rank, "
+            f"count(*) OVER (PARTITION BY _event) AS found FROM ({pairs})"
         )
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE _pass AS {ranked}")
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE _pass AS SELECT * FROM ({ranked}) WHERE rank <= {int(k)}")
         cols = ", ".join(quote(c) for c in ob.columns)
-        keep = "SELECT _event FROM _pass GROUP BY _event"
-        if not final:
-            keep += f" HAVING count(*) >= {int(k)}"
+        complete = "" if final else f" AND found >= {int(k)}"
         cur.execute(
-            f"INSERT INTO _hits SELECT _event, rank, distance_m, {cols} FROM _pass WHERE _event IN ({keep})"
+            f"INSERT INTO _hits SELECT _event, rank, distance_m, {cols} FROM _pass WHERE TRUE{complete}"
         )
-        cur.execute("DELETE FROM _todo" if final else f"DELETE FROM _todo WHERE _event IN ({keep})")
+        if final:
+            cur.execute("DELETE FROM _todo")
+            return
+        cur.execute(f"DELETE FROM _todo WHERE _event IN (SELECT _event FROM _pass WHERE found >= {int(k)})")
+        # Grow each circle for about k neighbours at the density it saw (x4 when it saw none).
+        cur.execute(
+            "UPDATE _todo SET r = r * coalesce((SELECT greatest(2.0, least(16.0, 1.5 * sqrt("
+            f"{int(k)} / max(p.found)))) FROM _pass AS p WHERE p._event = _todo._event), 4.0)"
+        )

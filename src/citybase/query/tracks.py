@@ -16,6 +16,8 @@ for `track`, row groups whose min/max object id excludes the object.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -23,10 +25,12 @@ import pyarrow.compute as pc
 
 from citybase.errors import InputError
 from citybase.model.dataset import FieldType
-from citybase.query._sql import TimeLike, haversine, haversine_np, literal, quote
+from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine, haversine_np, literal, quote
 from citybase.query.core import QueryCore, Source
 from citybase.query.scope import ReadScope
 
+#: Metres per degree of latitude on the query box's sphere.
+_DEG_M = math.pi / 180 * EARTH_RADIUS_M
 #: Anchors examined together, and the first and largest number of offsets tried per step.
 _WINDOW = 512
 _BLOCK = 32
@@ -55,9 +59,10 @@ def stay_points(
     ends: list[int] = []
     a = 0
     min_us = min_s * 1e6
+    near = _Near(lon, lat, radius_m)
     while a < n:
         anchors = np.arange(a, min(a + _WINDOW, n))
-        end = _extend(anchors, group, t_us, lon, lat, radius_m, min_us)
+        end = _extend(anchors, group, t_us, near, min_us)
         dur = t_us[end - 1] - t_us[anchors]
         is_stay = np.nonzero(dur >= min_us)[0]
         if not len(is_stay):
@@ -70,13 +75,48 @@ def stay_points(
     return np.array(firsts, dtype=np.int64), np.array(ends, dtype=np.int64)
 
 
+class _Near:
+    """`beyond(i, j)`: is point j farther than the radius from anchor i (great circle)?
+
+    Exactly the haversine test, computed cheaply: a flat-earth distance (longitude scaled by the
+    anchor's cos(latitude)) decides every pair clearly inside or outside; only pairs within 1% of
+    the radius get the haversine. The flat distance is within 0.3% of the true one while the radius
+    is at most 5 km and |latitude| at most 70 degrees (the error grows with tan(lat) * d / R);
+    beyond those, or near the antimeridian, every pair gets the haversine.
+    """
+
+    def __init__(self, lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], radius_m: float) -> None:
+        self.lon, self.lat, self.radius = lon, lat, radius_m
+        self.coslat = np.cos(np.radians(lat))
+        finite = np.isfinite(lat) & np.isfinite(lon)
+        self.exact = bool(
+            radius_m > 5000
+            or (finite.any() and (np.abs(lat[finite]).max() > 70 or np.abs(lon[finite]).max() > 179))
+        )
+
+    def beyond(self, ai: npt.NDArray[np.int64], jc: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        x0, y0 = self.lon[ai][:, None], self.lat[ai][:, None]
+        if self.exact:
+            return np.asarray(haversine_np(x0, y0, self.lon[jc], self.lat[jc]) > self.radius)
+        dx = (self.lon[jc] - x0) * self.coslat[ai][:, None]
+        dy = self.lat[jc] - y0
+        flat = np.sqrt(dx * dx + dy * dy) * _DEG_M
+        out = flat > self.radius
+        close = np.abs(flat - self.radius) <= 0.01 * self.radius
+        if close.any():
+            rows, cols = np.nonzero(close)
+            out[rows, cols] = (
+                haversine_np(x0[rows, 0], y0[rows, 0], self.lon[jc[rows, cols]], self.lat[jc[rows, cols]])
+                > self.radius
+            )
+        return out
+
+
 def _extend(
     anchors: npt.NDArray[np.int64],
     group: npt.NDArray[np.int64],
     t_us: npt.NDArray[np.int64],
-    lon: npt.NDArray[np.float64],
-    lat: npt.NDArray[np.float64],
-    radius_m: float,
+    near: _Near,
     min_us: float,
 ) -> npt.NDArray[np.int64]:
     """For each anchor, the first later index beyond the radius, in another group, or n.
@@ -98,7 +138,7 @@ def _extend(
         j = ai[:, None] + off + steps[None, :]
         jc = np.minimum(j, n - 1)
         brk = (j >= n) | (group[jc] != group[ai][:, None])
-        brk |= haversine_np(lon[ai][:, None], lat[ai][:, None], lon[jc], lat[jc]) > radius_m
+        brk |= near.beyond(ai, jc)
         done = brk.any(axis=1)
         end[pos[done]] = ai[done] + off + brk[done].argmax(axis=1)
         active[pos[done]] = False

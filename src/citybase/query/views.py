@@ -36,6 +36,8 @@ from citybase.query.core import QueryCore
 from citybase.query.scope import ReadScope, ScopeError
 
 SCHEMA = "city"
+#: The lake connection's own (in-memory) database, which holds the `city` schema (store/engine.py).
+HOME = "memory"
 _views_lock = threading.Lock()
 
 
@@ -110,7 +112,7 @@ class SqlQueries(QueryCore):
         datasets = self.lake.datasets
         wanted = set()
         for catalog, schema, table in tables:
-            is_city = schema == SCHEMA and catalog in ("", "memory")
+            is_city = schema == SCHEMA and catalog in ("", HOME)
             if is_city and table in datasets:
                 if scopes is not None and table not in scopes:
                     raise ScopeError(f"dataset {table!r} is outside the reader's scope")
@@ -142,14 +144,14 @@ class SqlQueries(QueryCore):
             shared = {
                 r[0]
                 for r in cur.execute(
-                    "SELECT view_name FROM duckdb_views() WHERE database_name = 'memory' AND schema_name = ?",
-                    [SCHEMA],
+                    "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND schema_name = ?",
+                    [HOME, SCHEMA],
                 ).fetchall()
             }
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS memory.{SCHEMA}")
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {HOME}.{SCHEMA}")
             for name in sorted(datasets - shared):
                 cur.execute(
-                    f"CREATE VIEW IF NOT EXISTS memory.{SCHEMA}.{quote(name)} AS "
+                    f"CREATE VIEW IF NOT EXISTS {HOME}.{SCHEMA}.{quote(name)} AS "
                     f"SELECT * FROM temp.main.{quote('_city_' + name)}"
                 )
             if self.city is not None:
@@ -157,6 +159,6 @@ class SqlQueries(QueryCore):
                     view = f"place_{level.value}"
                     if view not in shared:
                         cur.execute(
-                            f"CREATE OR REPLACE VIEW memory.{SCHEMA}.{quote(view)} AS "
+                            f"CREATE OR REPLACE VIEW {HOME}.{SCHEMA}.{quote(view)} AS "
                             f"SELECT code, name, parent, geom AS geometry FROM lake.{quote(view)}"
                         )
