@@ -178,7 +178,7 @@ class Lake:
         return True
 
     # -- writes -------------------------------------------------------------------------------
-    # The insert_* functions work inside a `transaction()`; commit_batch is the one-call form.
+    # Each works inside a `transaction()`, so that rows and their bookkeeping commit together.
 
     def insert_rows(self, cur: duckdb.DuckDBPyConnection, dataset: str, rows: pa.Table) -> int:
         """Append rows (in the stored layout); return how many were added.
@@ -239,23 +239,6 @@ class Lake:
         cur.execute(f"DELETE FROM {CATALOG}.citybase_watermark")
         cur.execute(f"INSERT INTO {CATALOG}.citybase_watermark VALUES (?)", [seq])
 
-    def commit_batch(
-        self,
-        dataset: str,
-        rows: pa.Table,
-        *,
-        quarantine: pa.Table | None = None,
-        watermark: int | None = None,
-    ) -> int:
-        """Append rows with their quarantine and the log watermark in one commit; rows added."""
-        with self.transaction() as cur:
-            added = self.insert_rows(cur, dataset, rows) if rows.num_rows else 0
-            if quarantine is not None:
-                self.insert_quarantine(cur, quarantine)
-            if watermark is not None:
-                self.set_watermark(cur, watermark)
-        return added
-
     # -- bookkeeping reads --------------------------------------------------------------------
 
     def find_load(self, dataset: str, digest: str) -> LoadRecord | None:
@@ -300,10 +283,6 @@ class Lake:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def spec_json(spec: DatasetSpec) -> str:
-    return json.dumps(spec.model_dump(mode="json"), ensure_ascii=False)
 
 
 # -- the city model's layers ------------------------------------------------------------------
