@@ -28,8 +28,7 @@ from citybase.errors import InputError
 from citybase.gateway.readers._common import ERROR
 from citybase.gateway.readers.base import LINE
 from citybase.model.dataset import DatasetSpec, FieldSpec, FieldType
-from citybase.model.layout import ARROW_TYPES, stores_shape, value_fields
-from citybase.store.lake import QUARANTINE_COLUMNS
+from citybase.model.layout import ARROW_TYPES, QUARANTINE_COLUMNS, stores_shape, value_fields
 
 _OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 _TRUE = {"true", "t", "yes", "y", "1", "是", "真"}
@@ -329,7 +328,7 @@ def _quarantine_table(
     spec: DatasetSpec, table: pa.Table, out: Findings, lines: pa.Array, source: str, batch: str
 ) -> pa.Table:
     if not out.rows:
-        return pa.table({n: pa.array([], type=_QTYPES[t]) for n, t in QUARANTINE_COLUMNS})
+        return pa.schema([(n, t) for n, t, _ in QUARANTINE_COLUMNS]).empty_table()
     idx = np.concatenate(out.rows)
     fields = np.concatenate([[f] * len(r) for f, r in zip(out.fields, out.rows, strict=True)])
     reasons = np.concatenate([[r] * len(rows) for r, rows in zip(out.reasons, out.rows, strict=True)])
@@ -352,9 +351,6 @@ def _quarantine_table(
             "quarantined_at": pa.array([now] * k, pa.timestamp("us")),
         }
     )
-
-
-_QTYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "TIMESTAMP": pa.timestamp("us")}
 
 
 def _jsonable(v: Any) -> str:

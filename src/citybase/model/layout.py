@@ -74,3 +74,17 @@ def stored_columns(spec: DatasetSpec) -> list[tuple[str, pa.DataType, str]]:
 
 def stored_schema(spec: DatasetSpec) -> pa.Schema:
     return pa.schema([(n, t) for n, t, _ in stored_columns(spec)])
+
+
+#: Rejected rows, one per (row, field) finding, with the whole raw row kept as JSON.
+QUARANTINE_COLUMNS: list[tuple[str, pa.DataType, str]] = [
+    ("dataset", pa.string(), "VARCHAR"),
+    ("batch", pa.string(), "VARCHAR"),
+    ("source", pa.string(), "VARCHAR"),
+    ("line", pa.int64(), "BIGINT"),
+    ("field", pa.string(), "VARCHAR"),
+    ("value", pa.string(), "VARCHAR"),
+    ("reason", pa.string(), "VARCHAR"),
+    ("raw", pa.string(), "VARCHAR"),  # a rejected row is kept, not lost
+    ("quarantined_at", pa.timestamp("us"), "TIMESTAMP"),
+]

@@ -26,24 +26,12 @@ import pyarrow as pa
 
 from citybase.errors import Conflict, NotFound
 from citybase.model.dataset import DatasetSpec
-from citybase.model.layout import H3, stored_columns
+from citybase.model.layout import H3, QUARANTINE_COLUMNS, stored_columns
 from citybase.store.engine import connect
 
 CATALOG = "lake"
 #: Rows per Parquet row group: small enough that a place or time predicate skips most of a file.
 ROW_GROUP_ROWS = 16_384
-
-QUARANTINE_COLUMNS = [
-    ("dataset", "VARCHAR"),
-    ("batch", "VARCHAR"),
-    ("source", "VARCHAR"),
-    ("line", "BIGINT"),
-    ("field", "VARCHAR"),
-    ("value", "VARCHAR"),
-    ("reason", "VARCHAR"),
-    ("raw", "VARCHAR"),  # the whole source row as JSON: a rejected row is kept, not lost
-    ("quarantined_at", "TIMESTAMP"),
-]
 
 _SYSTEM_TABLES = {
     "citybase_datasets": "name VARCHAR, spec VARCHAR, created_at TIMESTAMP",
@@ -52,7 +40,7 @@ _SYSTEM_TABLES = {
         " quarantined BIGINT, duplicates BIGINT, loaded_at TIMESTAMP"
     ),
     "citybase_watermark": "log_seq BIGINT",
-    "citybase_quarantine": ", ".join(f"{n} {t}" for n, t in QUARANTINE_COLUMNS),
+    "citybase_quarantine": ", ".join(f"{n} {sql}" for n, _, sql in QUARANTINE_COLUMNS),
 }
 
 
@@ -216,7 +204,7 @@ class Lake:
         if not quarantine.num_rows:
             return
         cur.register("_q", quarantine)
-        cols = ", ".join(quote(n) for n, _ in QUARANTINE_COLUMNS)
+        cols = ", ".join(quote(n) for n, _, _ in QUARANTINE_COLUMNS)
         cur.execute(f"INSERT INTO {CATALOG}.citybase_quarantine SELECT {cols} FROM _q")
         cur.unregister("_q")
 
