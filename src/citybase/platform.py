@@ -145,7 +145,7 @@ class CityBase:
     def flush(self) -> int:
         """Compact the append log into the lake; returns the number of log entries applied."""
         with self._compact_lock:
-            return compact(self.log, self.lake, self.city)
+            return compact(self.log, self.lake, lambda: self.city)
 
     # -- reads --------------------------------------------------------------------------------
 

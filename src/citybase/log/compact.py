@@ -9,6 +9,7 @@ nothing is stored twice, wherever the crash happened.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -18,8 +19,14 @@ from citybase.places.enrich import enrich
 from citybase.store.lake import Lake
 
 
-def compact(log: AppendLog, lake: Lake, city: City | None, *, max_rows: int = 2_000_000) -> int:
-    """Apply pending log entries to the lake; return the number of entries applied."""
+def compact(
+    log: AppendLog, lake: Lake, city: Callable[[], City | None], *, max_rows: int = 2_000_000
+) -> int:
+    """Apply pending log entries to the lake; return the number of entries applied.
+
+    `city` is asked for only when there is something to apply: opening a platform replays the
+    log, and reading the city's layers for an empty log would slow every start.
+    """
     mark = lake.watermark()
     log.truncate_through(mark)
     applied = 0
@@ -33,7 +40,7 @@ def compact(log: AppendLog, lake: Lake, city: City | None, *, max_rows: int = 2_
             if e.kind == QUARANTINE:
                 quarantine.append(e.table)
             elif e.table.num_rows:
-                rows[e.dataset].append(enrich(city, lake.spec(e.dataset), e.table, e.batch))
+                rows[e.dataset].append(enrich(city(), lake.spec(e.dataset), e.table, e.batch))
         last = entries[-1].seq
         with lake.transaction() as cur:
             for dataset, tables in rows.items():
