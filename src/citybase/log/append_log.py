@@ -121,17 +121,26 @@ class AppendLog:
         return int(cur.lastrowid or 0)
 
     def entries_after(self, seq: int, limit_rows: int = 1_000_000) -> Iterator[Entry]:
-        """Entries with a sequence number above `seq`, in order, up to about `limit_rows` rows."""
+        """Entries with a sequence number above `seq`, in order, up to about `limit_rows` rows.
+
+        Sizes are read first, so that a long backlog is not pulled into memory all at once.
+        """
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, dataset, kind, batch, rows, payload FROM entries WHERE seq > ? ORDER BY seq",
-                (seq,),
+            sizes = self._db.execute(
+                "SELECT seq, rows FROM entries WHERE seq > ? ORDER BY seq", (seq,)
             ).fetchall()
-        total = 0
-        for s, dataset, kind, batch, n, payload in rows:
+        last, total = seq, 0
+        for s, n in sizes:
             if total and total + n > limit_rows:
                 break
-            total += n
+            last, total = int(s), total + int(n)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, dataset, kind, batch, payload FROM entries"
+                " WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (seq, last),
+            ).fetchall()
+        for s, dataset, kind, batch, payload in rows:
             yield Entry(seq=int(s), dataset=dataset, kind=kind, batch=batch, table=_from_ipc(payload))
 
     def truncate_through(self, seq: int) -> None:
