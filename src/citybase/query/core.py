@@ -28,9 +28,9 @@ from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3, PLACE_KEYS, stored_columns, stores_shape
 from citybase.places.city import City
 from citybase.query._sql import TimeLike, literal, parse_time, quote
-from citybase.query.files import DirectFiles
 from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
+from citybase.store.files import DirectFiles
 from citybase.store.lake import Lake
 
 #: The H3 resolution of the stored cell key when no city is set up (places/enrich.py).
@@ -75,7 +75,7 @@ class QueryCore:
         self.city = city
         #: Per dataset, the radius that last answered a nearest-neighbour search (nearest.py).
         self.radius_hints: dict[str, float] = {}
-        #: Direct reads of complete Parquet files, for the latency-critical queries (files.py).
+        #: Direct reads of complete Parquet files, for the latency-critical queries (store/files.py).
         self.files = DirectFiles(lake)
 
     # -- what is stored -----------------------------------------------------------------------
@@ -106,7 +106,7 @@ class QueryCore:
 
         `where` predicates are ANDed; `branches` are alternatives read as a UNION ALL (they must be
         disjoint). Both come from the engine, never from a reader. `table` replaces the lake table
-        by another relation with the same rows (files.py).
+        by another relation with the same rows (store/files.py).
 
         >>> from citybase.query.demo import demo_engine
         >>> scope = ReadScope(fields=["station", "pm25"], row_filter="station = 'west'",

@@ -6,7 +6,7 @@ per file. If k rows lie within r, no row outside the circle can be closer, so th
 complete; otherwise r grows (by the density seen so far) and the search repeats, and after
 `MAX_RINGS` circles it becomes one full scan (DuckDB's top-k). The radius that answered last is
 remembered per dataset as the next search's first guess. The circles read the dataset's Parquet
-files directly while they hold all its rows (files.py), skipping DuckLake's catalog round trips.
+files directly while they hold all its rows (store/files.py), skipping DuckLake's catalog round trips.
 
 B8 `nearest_join` does the same for many events at once: each pass joins the events still short of
 k neighbours to the objects in a band around each (a range join on lat and lon, with the time

@@ -245,10 +245,18 @@ class Lake:
         row = self.con.cursor().execute(f"SELECT max(log_seq) FROM {CATALOG}.citybase_watermark").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def snapshot(self) -> int:
-        """The current snapshot id: changes with every commit."""
-        row = self.con.cursor().execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()
-        return int(row[0]) if row else 0
+    def snapshot(self, cur: duckdb.DuckDBPyConnection | None = None) -> int:
+        """The current snapshot id: changes with every commit anywhere in the lake."""
+        c = cur or self.con.cursor()
+        try:
+            # DuckLake's own metadata catalog, attached as __ducklake_metadata_<name>: one small query,
+            # cheaper than current_snapshot() (this is asked before every direct-file read).
+            row = c.execute(
+                f"SELECT max(snapshot_id) FROM __ducklake_metadata_{CATALOG}.ducklake_snapshot"
+            ).fetchone()
+        except duckdb.Error:
+            row = c.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()
+        return int(row[0]) if row and row[0] is not None else -1
 
     def data_files(self, dataset: str) -> list[tuple[str, str | None]]:
         """The live (data file, delete file) pairs of a dataset's table."""

@@ -17,8 +17,7 @@ import threading
 
 import duckdb
 
-from citybase.query._sql import literal
-from citybase.store.lake import CATALOG, Lake
+from citybase.store.lake import Lake
 
 
 class DirectFiles:
@@ -29,20 +28,9 @@ class DirectFiles:
         self._cache: dict[str, tuple[int, list[str] | None]] = {}
         self._lock = threading.Lock()
 
-    def snapshot(self, cur: duckdb.DuckDBPyConnection) -> int:
-        """The lake's current snapshot id (a commit anywhere changes it)."""
-        try:
-            # DuckLake's metadata catalog, attached as __ducklake_metadata_<name>: one small query.
-            row = cur.execute(
-                f"SELECT max(snapshot_id) FROM __ducklake_metadata_{CATALOG}.ducklake_snapshot"
-            ).fetchone()
-        except duckdb.Error:
-            row = cur.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()
-        return int(row[0]) if row and row[0] is not None else -1
-
     def scan(self, cur: duckdb.DuckDBPyConnection, dataset: str) -> str | None:
         """A `read_parquet(...)` over the dataset's files, or None when DuckLake must be read."""
-        snap = self.snapshot(cur)
+        snap = self.lake.snapshot(cur)
         with self._lock:
             hit = self._cache.get(dataset)
         if hit is not None and hit[0] == snap:
@@ -50,12 +38,12 @@ class DirectFiles:
         else:
             files = self._complete_files(cur, dataset)
             # Cache only what provably belongs to `snap`: no commit happened while checking.
-            if self.snapshot(cur) == snap:
+            if self.lake.snapshot(cur) == snap:
                 with self._lock:
                     self._cache[dataset] = (snap, files)
         if not files:
             return None
-        return f"read_parquet([{', '.join(literal(f) for f in files)}], hive_partitioning = false)"
+        return f"read_parquet([{', '.join(_string(f) for f in files)}], hive_partitioning = false)"
 
     def forget(self, dataset: str) -> None:
         with self._lock:
@@ -68,8 +56,13 @@ class DirectFiles:
         files = [f for f, _ in pairs]
         row = cur.execute(f"SELECT count(*) FROM {self.lake.table(dataset)}").fetchone()
         in_files = cur.execute(
-            f"SELECT sum(num_rows) FROM parquet_file_metadata([{', '.join(literal(f) for f in files)}])"
+            f"SELECT sum(num_rows) FROM parquet_file_metadata([{', '.join(_string(f) for f in files)}])"
         ).fetchone()
         if not row or not in_files or int(row[0]) != int(in_files[0] or 0):
             return None  # rows inlined in the catalog, or files and table disagree: read DuckLake
         return files
+
+
+def _string(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
