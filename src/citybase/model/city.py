@@ -26,6 +26,10 @@ class Level(StrEnum):
     building = "building"
 
 
+#: Resolution of the stored H3 cell key (res 12: cells of about 300 m²; coarser ones are derived).
+DEFAULT_H3_RESOLUTION = 12
+
+
 class LayerSpec(BaseModel):
     """One area layer: a file of polygons and which of its fields hold code, name and parent."""
 
@@ -47,7 +51,7 @@ class CitySpec(BaseModel):
 
     name: str
     timezone: str = "Asia/Shanghai"
-    h3_resolution: int = Field(default=12, ge=0, le=15)
+    h3_resolution: int = Field(default=DEFAULT_H3_RESOLUTION, ge=0, le=15)
     layers: list[LayerSpec] = Field(default_factory=list)
 
     @classmethod

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import shapely
 
 from citybase.errors import DeclarationError
-from citybase.model.city import CitySpec, LayerSpec, Level
+from citybase.model.city import DEFAULT_H3_RESOLUTION, CitySpec, LayerSpec, Level
 from citybase.model.layout import H3
 from citybase.places.index import AreaIndex, polygonal
 
@@ -79,7 +79,7 @@ class City:
 
     name: str
     timezone: str = "Asia/Shanghai"
-    h3_resolution: int = 12
+    h3_resolution: int = DEFAULT_H3_RESOLUTION
     layers: dict[Level, Layer] = field(default_factory=dict)
 
     @classmethod

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
+from citybase.model.city import DEFAULT_H3_RESOLUTION
 from citybase.model.dataset import DatasetSpec
-from citybase.model.layout import BATCH, INGESTED_AT, LINE, stored_columns
-from citybase.places.city import City
+from citybase.model.layout import BATCH, H3, INGESTED_AT, LINE, stored_columns
+from citybase.places.city import City, h3_cells
 
 
 def enrich(city: City | None, spec: DatasetSpec, rows: pa.Table, batch: str) -> pa.Table:
@@ -26,9 +27,7 @@ def enrich(city: City | None, spec: DatasetSpec, rows: pa.Table, batch: str) -> 
         if city is not None:
             cols.update(city.keys(lon, lat))
         else:
-            from citybase.places.city import h3_cells
-
-            cols["h3"] = h3_cells(lon, lat, 12)
+            cols[H3] = h3_cells(lon, lat, DEFAULT_H3_RESOLUTION)
     cols[BATCH] = pa.repeat(pa.scalar(batch, pa.string()), n)
     now = datetime.now(UTC).replace(tzinfo=None)
     cols[INGESTED_AT] = pa.repeat(pa.scalar(now, pa.timestamp("us")), n)

@@ -23,7 +23,7 @@ import pyarrow as pa
 from shapely.geometry.base import BaseGeometry
 
 from citybase.errors import InputError
-from citybase.model.city import Level
+from citybase.model.city import DEFAULT_H3_RESOLUTION, Level
 from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3, PLACE_KEYS, stored_columns, stores_shape
 from citybase.places.city import City
@@ -32,9 +32,6 @@ from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
 from citybase.store.files import DirectFiles
 from citybase.store.lake import Lake
-
-#: The H3 resolution of the stored cell key when no city is set up (places/enrich.py).
-DEFAULT_H3_RESOLUTION = 12
 
 
 @dataclass(frozen=True)
