@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,24 +78,38 @@ def load_file(
     tz = city.timezone if city is not None else "UTC"
     pending: list[pa.Table] = []
     pending_rows = 0
-    with lake.transaction() as cur:
+    # Writes run on one thread of their own while this one reads, conforms and keys the next
+    # chunk: DuckDB releases the GIL, so the insert and the next chunk's work share the cores.
+    # One writer keeps the transaction's cursor to a single thread and the writes in order.
+    with lake.transaction() as cur, ThreadPoolExecutor(1, thread_name_prefix="citybase-load") as writer:
+        inserts: list[Future[int]] = []
+        writes: list[Future[None]] = []
+
+        def insert(rows: pa.Table) -> None:
+            if inserts:
+                inserts[-1].result()  # at most one chunk in flight besides the one being built
+            inserts.append(writer.submit(lake.insert_rows, cur, dataset, rows))
+
         for rb in reader.read(p, options or ReadOptions()):
             raw = pa.Table.from_batches([rb])
             result.read += raw.num_rows
             c = conform(spec, raw, tz=tz, source=str(p), batch=batch)
             if c.quarantine.num_rows:
-                lake.insert_quarantine(cur, c.quarantine)
+                writes.append(writer.submit(lake.insert_quarantine, cur, c.quarantine))
                 result.quarantined += len(set(c.quarantine.column("line").to_pylist()))
                 result.reasons.update(c.quarantine.column("reason").to_pylist())
             pending.append(enrich(city, spec, c.good, batch))
             pending_rows += c.good.num_rows
             if pending_rows >= CHUNK_ROWS:
-                result.added += lake.insert_rows(cur, dataset, pa.concat_tables(pending))
+                insert(pa.concat_tables(pending))
                 pending, pending_rows = [], 0
             if progress is not None:
                 progress(raw.num_rows)
         if pending_rows:
-            result.added += lake.insert_rows(cur, dataset, pa.concat_tables(pending))
+            insert(pa.concat_tables(pending))
+        result.added = sum(f.result() for f in inserts)
+        for w in writes:
+            w.result()
         result.duplicates = result.read - result.quarantined - result.added
         lake.insert_load(
             cur,
