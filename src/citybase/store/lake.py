@@ -87,7 +87,7 @@ class Lake:
         self._specs: dict[str, DatasetSpec] = {}
         with self.transaction() as cur:
             cur.execute(f"CALL {CATALOG}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS})")
-            cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'zstd')")
+            cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'snappy')")
             for name, cols in _SYSTEM_TABLES.items():
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.{name} ({cols})")
         for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
