@@ -20,7 +20,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 NONE = -1
-_MAX_CELLS = 4_000_000
+# Cap on grid cells: build time grows with cells x areas. On 300 districts, 4M cells built in 2.6 s
+# and looked up 12.6 M points/s; 1M cells build in 0.7 s at 7-9 M/s, which wins below ~20M points.
+_MAX_CELLS = 1_000_000
 # Offsets of a cell and its 8 neighbours: a segment between two boundary vertices at most half a
 # cell apart can only pass through the cells of those vertices and their neighbours.
 _NEIGHBOURS = np.array([(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)], dtype=np.int64)
