@@ -94,6 +94,12 @@ def main() -> None:
     ap.add_argument("--csv-rows", type=int, default=2_000_000, help="rows for the CSV load-rate comparison")
     ap.add_argument("--no-geopandas", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--partition",
+        default="day",
+        choices=["day", "month", "year", "none"],
+        help="time partition of citybase's table",
+    )
     ap.add_argument("--keep", type=Path, help="keep the data in this folder")
     args = ap.parse_args()
     d = args.keep or Path(tempfile.mkdtemp(prefix="citybase-bench-"))
@@ -119,7 +125,7 @@ def main() -> None:
             np.array(g.geometry.values, dtype=object),
         )
         cb.setup_city(City("bench", "UTC", 12, {Level.district: layer}))
-        cb.declare(SPEC)
+        cb.declare({**SPEC, "partition": args.partition})
         t = time.perf_counter()
         r = cb.load("gps", parquet)
         load_s = time.perf_counter() - t
