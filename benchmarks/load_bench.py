@@ -9,9 +9,11 @@ measurements of the load path. The place index is built inside the timed load, a
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +28,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=10_000_000)
     ap.add_argument("--partition", default="day", choices=["day", "month", "year", "none"])
+    ap.add_argument("--memory-limit", help="DuckDB's memory limit, e.g. 4GB (default: 80%% of RAM)")
     args = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="citybase-load-"))
     try:
-        parquet, g = make_data(d, args.points, 300, 7)
-        cb = CityBase.open(d / "cb", threads=2)
+        # Generated in a child process, so that this process's peak RSS is the load's own.
+        with ProcessPoolExecutor(1) as ex:
+            parquet, g = ex.submit(make_data, d, args.points, 300, 7).result()
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cb = CityBase.open(d / "cb", threads=2, memory_limit=args.memory_limit)
         codes = np.array([str(c) for c in g["code"]], dtype=object)
         none = np.array([None] * len(g), dtype=object)
         layer = Layer(Level.district, codes, codes.copy(), none, np.array(g.geometry.values, dtype=object))
@@ -41,6 +47,8 @@ def main() -> None:
         dt = time.perf_counter() - t
         assert r.added == args.points, r
         print(f"{args.points / dt:,.0f} rows/s ({dt:.1f} s), {len(cb.lake.data_files('gps'))} files")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS of the loading process {rss:,.0f} MB (before the load: {rss_before:,.0f} MB)")
         cb.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -36,10 +36,18 @@ if TYPE_CHECKING:
 class CityBase:
     """The platform over one root folder (embedded) or a given lake location (cluster catalog)."""
 
-    def __init__(self, root: str | Path, *, location: Location | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        location: Location | None = None,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+    ):
+        """`threads` and `memory_limit` (e.g. "4GB") bound DuckDB; unset, it takes 80% of RAM."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.lake = Lake(location or Location.embedded(self.root), threads=threads)
+        self.lake = Lake(location or Location.embedded(self.root), threads=threads, memory_limit=memory_limit)
         self.log = AppendLog(self.root / "log.sqlite")
         self.log.ensure_after(self.lake.watermark())
         self._city: City | None = None
