@@ -24,9 +24,12 @@ from citybase.gateway.load import LoadResult, load_file
 from citybase.gateway.readers.base import ReadOptions
 from citybase.log.append_log import AppendLog
 from citybase.log.compact import compact
+from citybase.meta import meta_url as default_meta_url
+from citybase.meta import open_meta
 from citybase.model.city import CitySpec, Level
 from citybase.model.dataset import DatasetSpec
 from citybase.places.city import City, Layer
+from citybase.registry import Registry
 from citybase.store.lake import Lake, Location, load_layers, save_layers
 
 if TYPE_CHECKING:
@@ -43,10 +46,16 @@ class CityBase:
         location: Location | None = None,
         threads: int | None = None,
         memory_limit: str | None = None,
+        meta_url: str | None = None,
     ):
-        """`threads` and `memory_limit` (e.g. "4GB") bound DuckDB; unset, it takes 80% of RAM."""
+        """`threads` and `memory_limit` (e.g. "4GB") bound DuckDB; unset, it takes 80% of RAM.
+
+        `meta_url` is the metadata database (registry, grants, usage); embedded, `<root>/meta.sqlite`.
+        """
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.meta = open_meta(meta_url or default_meta_url(self.root))
+        self.registry = Registry(self.meta)
         self.lake = Lake(location or Location.embedded(self.root), threads=threads, memory_limit=memory_limit)
         self.log = AppendLog(self.root / "log.sqlite")
         self.log.ensure_after(self.lake.watermark())
@@ -65,6 +74,7 @@ class CityBase:
         self.flush()
         self.log.close()
         self.lake.close()
+        self.meta.dispose()
 
     def __enter__(self) -> CityBase:
         return self
