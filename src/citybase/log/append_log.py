@@ -154,6 +154,12 @@ class AppendLog:
             row = self._db.execute("SELECT count(*), coalesce(sum(rows), 0) FROM entries").fetchone()
         return int(row[0]), int(row[1])
 
+    def oldest_age(self) -> float:
+        """Seconds the oldest entry not yet compacted has waited (0 when none): the ingest lag."""
+        with self._lock:
+            row = self._db.execute("SELECT min(at) FROM entries").fetchone()
+        return 0.0 if row[0] is None else max(0.0, time.time() - float(row[0]))
+
     def last_seq(self) -> int:
         with self._lock:
             row = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()

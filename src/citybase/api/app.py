@@ -1,0 +1,115 @@
+"""The ASGI application: `create_app(citybase, settings)`.
+
+One process serves everything on the embedded default. A background thread moves the append log
+into the lake every `flush_interval` seconds, so an acknowledged row is durable at once and
+queryable within about that interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from citybase import __version__
+from citybase.api.observe import Metrics, access_middleware
+from citybase.api.routes import datasets, health, ingest, registry
+from citybase.api.settings import Settings
+from citybase.errors import CitybaseError
+
+if TYPE_CHECKING:
+    from citybase.platform import CityBase
+
+log = logging.getLogger("citybase.api")
+
+DESCRIPTION = """The shared data base of a digital-twin city.
+
+Every endpoint but `/health` and `/ready` needs an API key (`Authorization: Bearer <key>`); a key acts
+for one department. Errors are `{"error": <code>, "detail": <message>}` with the HTTP status.
+"""
+
+
+class Flusher:
+    """Moves the append log into the lake on a timer, and reports lag to the metrics."""
+
+    def __init__(self, cb: CityBase, metrics: Metrics, interval: float):
+        self.cb, self.metrics, self.interval = cb, metrics, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="citybase-flusher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.tick()
+        self.tick()
+
+    def tick(self) -> None:
+        try:
+            self.metrics.lag.set(self.cb.log.oldest_age())
+            self.metrics.pending.set(self.cb.log.pending()[1])
+            if self.cb.flush():
+                self.metrics.flushes.inc()
+            self.metrics.lag.set(self.cb.log.oldest_age())
+            self.metrics.pending.set(self.cb.log.pending()[1])
+        except Exception:  # keep flushing: the rows stay durable in the log meanwhile
+            log.exception("flush failed; the rows stay in the append log and are retried")
+
+
+def _error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CitybaseError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=exc.status, headers=headers)
+
+
+def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"where": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
+    return JSONResponse({"error": "invalid_request", "detail": errors}, status_code=422)
+
+
+def create_app(cb: CityBase, settings: Settings | None = None, *, background: bool = True) -> FastAPI:
+    """The HTTP API over a platform. With `background`, the log is flushed into the lake on a timer."""
+    settings = settings or Settings(root=cb.root)
+    metrics = Metrics()
+    flusher = Flusher(cb, metrics, settings.flush_interval)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            flusher.start()
+        try:
+            yield
+        finally:
+            if background:
+                flusher.stop()
+
+    app = FastAPI(
+        title="citybase",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.cb = cb
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.flusher = flusher
+    app.add_exception_handler(CitybaseError, _error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.middleware("http")(access_middleware(metrics))
+    for module in (health, registry, datasets, ingest):
+        app.include_router(module.router)
+    return app

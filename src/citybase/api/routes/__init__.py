@@ -1,0 +1,1 @@
+"""One module of routes per concept; each exposes `router`."""

@@ -1,0 +1,74 @@
+"""Server settings: a YAML/JSON file, overridden by `CITYBASE_*` environment variables.
+
+>>> Settings.load(env={"CITYBASE_PORT": "9000", "CITYBASE_FLUSH_INTERVAL": "0.5"}).port
+9000
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from citybase.errors import DeclarationError
+
+ENV_PREFIX = "CITYBASE_"
+
+
+class Settings(BaseModel):
+    """Everything `citybase serve` can be told. Secrets are never part of it: keys live hashed
+    in the registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: Path = Field(default=Path(".citybase"), description="Folder of the embedded platform.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535)
+    meta_url: str | None = Field(default=None, description="Metadata DB URL; default <root>/meta.sqlite")
+    log_level: str = Field(default="info", description="debug | info | warning | error")
+    log_json: bool = Field(default=True, description="One JSON object per log line.")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
+    max_batch_rows: int = Field(default=1_000_000, description="Most rows in one ingest request.")
+    flush_interval: float = Field(
+        default=1.0,
+        gt=0, description="Seconds between moves of the append log into the lake (ingest lag)."
+    )
+    threads: int | None = Field(default=None, description="DuckDB threads; default all cores.")
+    memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 4GB.")
+    mqtt_url: str | None = Field(default=None, description="MQTT broker, e.g. mqtt://127.0.0.1:1883.")
+    ngsi_ld_open_on_loopback: bool = Field(
+        default=False,
+        description="Serve the NGSI-LD API without keys, on a loopback address only (for the ETSI "
+        "test suite). Logged loudly at start; never the default.",
+    )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from a file (optional) and the environment, the environment winning."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            p = Path(path)
+            try:
+                text = p.read_text()
+                loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+            except (OSError, ValueError, yaml.YAMLError) as e:
+                raise DeclarationError(f"{p}: cannot read settings: {e}") from e
+            data.update(loaded or {})
+        env = os.environ if env is None else env
+        for name in cls.model_fields:
+            value = env.get(ENV_PREFIX + name.upper())
+            if value is not None:
+                data[name] = value
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            where = path or "the environment"
+            first = e.errors()[0]
+            raise DeclarationError(
+                f"{where}: setting {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            ) from e
