@@ -11,15 +11,16 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from citybase import __version__
+from citybase.api import ngsi_ld
 from citybase.api.observe import Metrics, access_middleware
-from citybase.api.routes import datasets, health, ingest, registry
+from citybase.api.routes import datasets, health, ingest, iot, registry, share
 from citybase.api.settings import Settings
 from citybase.errors import CitybaseError
 
@@ -33,6 +34,24 @@ DESCRIPTION = """The shared data base of a digital-twin city.
 Every endpoint but `/health` and `/ready` needs an API key (`Authorization: Bearer <key>`); a key acts
 for one department. Errors are `{"error": <code>, "detail": <message>}` with the HTTP status.
 """
+
+
+class Service(Protocol):
+    """Something that runs beside the HTTP API for the server's lifetime (the MQTT bridge...)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def services(cb: CityBase, settings: Settings, metrics: Metrics) -> list[Service]:
+    """The background services the settings ask for, besides the flusher."""
+    out: list[Service] = []
+    if settings.mqtt_url:
+        from citybase.iot.bridge import MqttBridge
+
+        out.append(MqttBridge(cb, settings.mqtt_url, metrics=metrics))
+    return out
 
 
 class Flusher:
@@ -83,17 +102,19 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
     """The HTTP API over a platform. With `background`, the log is flushed into the lake on a timer."""
     settings = settings or Settings(root=cb.root)
     metrics = Metrics()
-    flusher = Flusher(cb, metrics, settings.flush_interval)
+    running: list[Service] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if background:
-            flusher.start()
+            running[:] = [Flusher(cb, metrics, settings.flush_interval), *services(cb, settings, metrics)]
+            for s in running:
+                s.start()
         try:
             yield
         finally:
-            if background:
-                flusher.stop()
+            for s in reversed(running):
+                s.stop()
 
     app = FastAPI(
         title="citybase",
@@ -106,10 +127,11 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
     app.state.cb = cb
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.flusher = flusher
+    app.state.flusher = Flusher(cb, metrics, settings.flush_interval)  # for a flush on demand
     app.add_exception_handler(CitybaseError, _error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.middleware("http")(access_middleware(metrics))
-    for module in (health, registry, datasets, ingest):
+    for module in (health, registry, datasets, ingest, share, iot):
         app.include_router(module.router)
+    ngsi_ld.install(app)
     return app

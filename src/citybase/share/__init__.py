@@ -1,0 +1,2 @@
+"""Sharing under control: catalog, access requests and grants, masking, privacy-preserving
+aggregates and usage metering."""
