@@ -48,3 +48,25 @@ def test_readme_python_tour_runs(tmp_path: Path) -> None:
     (code,) = blocks("python")
     code = code.replace("demo-city/base", str(base)).replace("demo-city/source", str(source))
     exec(compile(code, str(README), "exec"), {})
+
+
+DOCS = README.parent / "docs"
+
+
+def test_every_server_setting_is_documented() -> None:
+    from citybase.api import Settings
+
+    text = (DOCS / "server.md").read_text(encoding="utf-8")
+    missing = [name for name in Settings.model_fields if f"`{name}`" not in text]
+    assert not missing, f"settings missing from docs/server.md: {missing}"
+
+
+def test_every_endpoint_is_documented(tmp_path: Path) -> None:
+    from citybase import CityBase
+    from citybase.api import create_app
+
+    with CityBase.open(tmp_path) as cb:
+        paths = create_app(cb, background=False).openapi()["paths"]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.md"))
+    missing = [p for p in paths if p not in text]
+    assert not missing, f"endpoints not in any docs/*.md: {missing}"

