@@ -14,3 +14,17 @@ def shared() -> Path:
     if p is None:
         pytest.skip("../shared/data is absent: this test needs the real third-party data")
     return p
+
+
+@pytest.fixture(scope="session")
+def demo_city(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny sample city, generated and loaded once: (platform root, source folder)."""
+    from typer.testing import CliRunner
+
+    from citybase.cli.main import app
+
+    d = tmp_path_factory.mktemp("demo")
+    base, source = d / "base", d / "source"
+    r = CliRunner().invoke(app, ["demo", "--root", str(base), "--source", str(source), "--scale", "tiny"])
+    assert r.exit_code == 0, r.output
+    return base, source

@@ -84,6 +84,94 @@ def counts(
 
 
 @query_app.command()
+def within(
+    dataset: str,
+    polygon: Annotated[str, typer.Argument(help="The area as WKT, e.g. 'POLYGON((lon lat, ...))'.")],
+    limit: Limit = 20,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """B1: rows inside a polygon (boundary included)."""
+    with _open(root) as cb:
+        print_table(cb.query.within(dataset, polygon), f"{dataset} within the polygon", limit)
+
+
+@query_app.command()
+def h3(
+    dataset: str,
+    resolution: Annotated[int, typer.Option(help="H3 resolution (at most the stored one).")] = 8,
+    every: Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")] = None,
+    start: Start = None,
+    end: End = None,
+    limit: Limit = 30,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """B6: counts per H3 cell (per time bucket)."""
+    with _open(root) as cb:
+        print_table(
+            cb.query.h3_bins(dataset, resolution, start, end, every), f"{dataset} by H3 r{resolution}", limit
+        )
+
+
+@query_app.command()
+def grid(
+    dataset: str,
+    every: Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")] = None,
+    start: Start = None,
+    end: End = None,
+    limit: Limit = 30,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """B6: counts per management grid cell (per time bucket)."""
+    with _open(root) as cb:
+        print_table(cb.query.grid_bins(dataset, start, end, every), f"{dataset} by grid cell", limit)
+
+
+@query_app.command()
+def trajectories(
+    dataset: str,
+    start: Start = None,
+    end: End = None,
+    stay_radius: Annotated[float, typer.Option(help="Stay point radius, metres.")] = 100.0,
+    stay_min: Annotated[float, typer.Option(help="Shortest stay, seconds.")] = 300.0,
+    limit: Limit = 20,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """B7: per-object length, duration, speeds and stay points."""
+    with _open(root) as cb:
+        stats, stays = cb.query.trajectories(dataset, start, end, stay_radius, stay_min)
+        print_table(stats, f"trajectories of {dataset}", limit)
+        print_table(stays, "stay points", limit)
+
+
+@query_app.command("nearest-join")
+def nearest_join(
+    events: Annotated[str, typer.Argument(help="Dataset of events (points).")],
+    objects: Annotated[str, typer.Argument(help="Dataset of objects (tracks, points...).")],
+    k: Annotated[int, typer.Option(help="Neighbours per event.")] = 1,
+    max_distance: Annotated[float | None, typer.Option(help="Farthest neighbour, metres.")] = None,
+    tolerance: Annotated[
+        str | None, typer.Option(help="Object positions within ± this of the event, e.g. 10m.")
+    ] = None,
+    start: Start = None,
+    end: End = None,
+    limit: Limit = 20,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """B8: each event's k nearest objects, with distance and rank."""
+    with _open(root) as cb:
+        t = cb.query.nearest_join(events, objects, k, max_distance, tolerance, start, end)
+        # The event's first column, then what the question was about: who is nearest, how far.
+        first = [c for c in t.column_names if not c.startswith("_")][:1]
+        obj = [c for c in t.column_names if c.startswith("object_") and c not in ("object_geom", "object_h3")]
+        lead = [*first, "rank", "distance_m", *obj[:4]]
+        print_table(
+            t.select(lead + [c for c in t.column_names if c not in lead]),
+            f"{events} → nearest {objects}",
+            limit,
+        )
+
+
+@query_app.command()
 def place(
     level: str,
     code: str,
