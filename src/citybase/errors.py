@@ -42,3 +42,14 @@ class MissingDependency(CitybaseError, ImportError):
 
     status = 501
     code = "missing_dependency"
+
+
+class Forbidden(CitybaseError):
+    """The caller is known but may not do this (a grant, a role or a tenant says no)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class ScopeError(Forbidden):
+    """The query needs a column or dataset the reader's scope does not include."""

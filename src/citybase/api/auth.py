@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from citybase.errors import CitybaseError
+from citybase.errors import CitybaseError, Forbidden
 from citybase.registry import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An API key issued by the platform operator.")
@@ -21,11 +21,6 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same
 class Unauthorized(CitybaseError):
     status = 401
     code = "unauthorized"
-
-
-class Forbidden(CitybaseError):
-    status = 403
-    code = "forbidden"
 
 
 def principal(

@@ -19,14 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from citybase.errors import CitybaseError
+from citybase.errors import ScopeError
 
-
-class ScopeError(CitybaseError):
-    """The query needs a column or dataset the reader's scope does not include."""
-
-    status = 403
-    code = "forbidden"
+__all__ = ["OPEN", "ReadScope", "ScopeError"]
 
 
 @dataclass(frozen=True)
