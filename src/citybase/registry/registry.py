@@ -31,7 +31,7 @@ from citybase.errors import Conflict, InputError, NotFound
 from citybase.meta import METADATA, ensure
 from citybase.registry.keys import Principal, Role, new_key, secret_matches, split_key
 
-_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 departments = Table(
     "departments",
@@ -70,7 +70,7 @@ def _now() -> datetime:
 def _check_id(kind: str, value: str) -> str:
     if not _ID.match(value):
         raise InputError(
-            f"{kind} id {value!r} must be lowercase letters, digits and _ (starting with a letter, ≤63)"
+            f"{kind} id {value!r} must be lowercase letters, digits, _ and - (starting with a letter, ≤63)"
         )
     return value
 
