@@ -31,15 +31,103 @@ def simulate(
     out: Annotated[Path, typer.Argument(help="Folder to write the sample city into.")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 42,
     scale: Annotated[str, typer.Option(help=f"One of {', '.join(SCALES)}.")] = "default",
+    live: Annotated[
+        bool, typer.Option(help="Then drive the city in real time against a running `citybase serve`.")
+    ] = False,
+    url: Annotated[str, typer.Option(help="--live: the server.")] = "http://127.0.0.1:8000",
+    key: Annotated[
+        str | None, typer.Option(envvar="CITYBASE_KEY", help="--live: the operator's key (or CITYBASE_KEY).")
+    ] = None,
+    mqtt: Annotated[str | None, typer.Option(help="--live: MQTT broker the sensors publish to.")] = (
+        "mqtt://127.0.0.1:1883"
+    ),
+    speed: Annotated[float, typer.Option(help="--live: sample-city seconds per real second.")] = 60.0,
+    records_per_day: Annotated[
+        float | None,
+        typer.Option(help="--live: pace all rows at this rate instead (reference city: 500000)."),
+    ] = None,
+    systems: Annotated[
+        int | None,
+        typer.Option(help="--live: add information systems up to this many (reference city: 130)."),
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="--live: stop after this many seconds.")] = None,
 ) -> None:
-    """Write a reproducible synthetic city: layers, roads, sensors, vehicles, events, records."""
+    """Write a reproducible synthetic city: layers, roads, sensors, vehicles, events, records.
+
+    With --live, then replay it in real time through the server's ingest paths: sensors over
+    MQTT, vehicles, the hotline and the department registers over HTTP.
+    """
     from citybase.sim import simulate as run
 
     t = time.perf_counter()
-    with console.status("simulating the city…"):
-        m = run(out, seed=seed, scale=_scale(scale))
-    _print_manifest(m)
-    console.print(f"[green]wrote {len(m.files)} files to {out}[/green] in {time.perf_counter() - t:.1f} s")
+    if not (live and (out / "manifest.json").exists()):
+        with console.status("simulating the city…"):
+            m = run(out, seed=seed, scale=_scale(scale))
+        _print_manifest(m)
+        console.print(
+            f"[green]wrote {len(m.files)} files to {out}[/green] in {time.perf_counter() - t:.1f} s"
+        )
+    if live:
+        _live(out, url, key, mqtt, speed, records_per_day, systems, duration)
+
+
+def _live(
+    out: Path,
+    url: str,
+    key: str | None,
+    mqtt: str | None,
+    speed: float,
+    records_per_day: float | None,
+    systems: int | None,
+    duration: float | None,
+) -> None:
+    from rich.live import Live
+
+    from citybase.sim.live import LiveCity, LiveOptions, LiveStats, run_live
+
+    if not key:
+        raise typer.BadParameter("--live needs the operator's key: --key or CITYBASE_KEY")
+    opts = LiveOptions(
+        url=url,
+        key=key,
+        mqtt_url=mqtt or None,
+        speed=speed,
+        records_per_day=records_per_day,
+        systems=systems,
+        duration_s=duration,
+    )
+    worst = 0.0
+
+    def view(city: LiveCity, st: LiveStats) -> Table:
+        nonlocal worst
+        lag = city.lag()
+        if lag is not None:
+            st.lag_s.append(lag)
+            worst = max(worst, lag)
+        t = Table(title=f"live city → {url}  ({st.elapsed:,.0f} s)", header_style="bold cyan")
+        for c in ("dataset", "rows sent"):
+            t.add_column(c, justify="right" if c != "dataset" else "left")
+        for name, n in sorted(st.sent.items()):
+            t.add_row(name, f"{n:,}")
+        t.caption = (
+            f"{st.rows:,} rows ({st.rows / max(st.elapsed, 1e-9):,.1f}/s), "
+            f"{st.mqtt_messages:,} MQTT messages, "
+            f"{st.http_batches:,} HTTP batches, {st.rejected:,} rejected, {len(st.errors)} errors; "
+            f"server lag {lag if lag is not None else float('nan'):.2f} s (worst {worst:.2f} s)"
+        )
+        return t
+
+    with Live(console=console, refresh_per_second=2) as screen:
+        try:
+            st = run_live(out, opts, on_tick=lambda city, s: screen.update(view(city, s)))
+        except KeyboardInterrupt:
+            return
+    console.print(
+        f"[green]sent {st.rows:,} rows in {st.elapsed:,.0f} s[/green]; worst server lag {worst:.2f} s; "
+        f"{len(st.errors)} errors"
+    )
+    for e in st.errors[:10]:
+        console.print(f"  [red]{e}[/red]")
 
 
 def _print_manifest(m: Any) -> None:

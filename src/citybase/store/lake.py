@@ -13,6 +13,7 @@ All writes funnel through one `Lake` object and one lock (HOUSE_STYLE 5); reads 
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,11 +75,25 @@ class Location:
         return cls(catalog=f"sqlite:{root / 'catalog.sqlite'}", data_path=str(root / "lake") + "/")
 
 
+def _use_wal(catalog: Path) -> None:
+    """Put a SQLite catalog in WAL mode (it stays so): readers then never block the writer or each
+    other. In the default rollback-journal mode a query that reads the catalog while the flusher
+    commits fails at once with "database is locked" (DuckDB's SQLite driver does not wait)."""
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(catalog)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
 class Lake:
     """The city's tables. Create with a `Location`; close when done."""
 
     def __init__(self, location: Location, *, threads: int | None = None, memory_limit: str | None = None):
         self.location = location
+        if location.catalog.startswith("sqlite:"):
+            _use_wal(Path(location.catalog.removeprefix("sqlite:")))
         self.con = connect(threads=threads, memory_limit=memory_limit)
         self.con.execute(
             f"ATTACH 'ducklake:{location.catalog}' AS {CATALOG} (DATA_PATH '{location.data_path}')"
