@@ -102,6 +102,7 @@ def test_crash_between_lake_commit_and_log_truncation_duplicates_nothing(tmp_pat
         cb.flush()
     cb.lake.close()  # the process dies here: nothing else is cleaned up
     cb.log.close()
+    cb.ledger.close()  # (the OS would release its lock)
     with CityBase.open(tmp_path) as cb:  # reopening replays from the lake's watermark
         t = cb.sql("SELECT count(*) AS n, count(DISTINCT seq) AS d FROM lake.readings")
         assert t.to_pylist() == [{"n": 30, "d": 30}]

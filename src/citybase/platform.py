@@ -11,6 +11,8 @@ the HTTP API and notebooks use. Everything it does is a call into one of those b
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ import pyarrow as pa
 from citybase.gateway.ingest import IngestResult, ingest_rows
 from citybase.gateway.load import LoadResult, load_file
 from citybase.gateway.readers.base import ReadOptions
+from citybase.ledger import INGEST, QUARANTINE, Ledger
 from citybase.log.append_log import AppendLog
 from citybase.log.compact import compact
 from citybase.meta import meta_url as default_meta_url
@@ -63,6 +66,8 @@ class CityBase:
         self._city_loaded = False
         self._compact_lock = threading.Lock()
         self._query: QueryEngine | None = None
+        self._ledger: Ledger | None = None
+        self._ledger_lock = threading.Lock()
         # Replay what a crash may have left between the log and the lake.
         self.flush()
 
@@ -72,6 +77,8 @@ class CityBase:
 
     def close(self) -> None:
         self.flush()
+        if self._ledger is not None:
+            self._ledger.close()
         self.log.close()
         self.lake.close()
         self.meta.dispose()
@@ -113,6 +120,30 @@ class CityBase:
         self._query = None  # the engine holds the city it was made with
         return city
 
+    # -- the ledger ---------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        """The platform's tamper-evident ledger (opened on first use; one writer per root)."""
+        with self._ledger_lock:
+            if self._ledger is None:
+                name = self.city.name if self.city is not None else self.root.resolve().name
+                slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "city"
+                self._ledger = Ledger.open(self.root / "ledger", origin=f"citybase.example/{slug}")
+            return self._ledger
+
+    def record(self, kind: str, payload: dict[str, Any]) -> int:
+        """Append one fact to the ledger (ingest, grant, revoke, use, quarantine); returns its index."""
+        return self.ledger.append(kind, payload)
+
+    def _lake_files(self, since: int) -> list[dict[str, str]]:
+        root = Path(self.lake.location.data_path)
+        return [
+            {"table": table, "path": rel, "sha256": _sha256(root / rel)}
+            for table, rel in self.lake.files_since(since)
+            if (root / rel).is_file()
+        ]
+
     # -- datasets -----------------------------------------------------------------------------
 
     @property
@@ -141,10 +172,34 @@ class CityBase:
         options: ReadOptions | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> LoadResult:
-        """Bulk-load a file into a dataset (atomic, idempotent by content)."""
-        return load_file(
+        """Bulk-load a file into a dataset (atomic, idempotent by content); recorded in the ledger."""
+        before = self.lake.snapshot()
+        res = load_file(
             self.lake, self.city, dataset, path, format=format, options=options, progress=progress
         )
+        if not res.skipped:
+            fact = {
+                "dataset": dataset,
+                "batch": res.batch,
+                "digest": res.digest,
+                "source": str(path),
+                "rows": res.added,
+                "quarantined": res.quarantined,
+                "duplicates": res.duplicates,
+                "files": self._lake_files(before),
+            }
+            res.ledger_index = self.record(INGEST, fact)
+            if res.quarantined:
+                self.record(
+                    QUARANTINE,
+                    {
+                        "dataset": dataset,
+                        "batch": res.batch,
+                        "rows": res.quarantined,
+                        "reasons": dict(res.reasons),
+                    },
+                )
+        return res
 
     def ingest(
         self,
@@ -156,14 +211,40 @@ class CityBase:
     ) -> IngestResult:
         """Durably accept a small batch (acknowledged = fsynced); it reaches the lake on `flush`."""
         tz = self.city.timezone if self.city is not None else "UTC"
-        return ingest_rows(
+        res = ingest_rows(
             self.log, self.lake.spec(dataset), rows, tz=tz, source=source, idempotency_key=idempotency_key
         )
+        if not res.duplicate:
+            fact = {
+                "dataset": dataset,
+                "batch": res.batch,
+                "digest": res.digest,
+                "source": source,
+                "rows": res.accepted,
+                "quarantined": len({r["line"] for r in res.rejected}),
+            }
+            res.ledger_index = self.record(INGEST, fact)
+        return res
 
     def flush(self) -> int:
-        """Compact the append log into the lake; returns the number of log entries applied."""
+        """Compact the append log into the lake; returns the number of log entries applied.
+
+        The lake files each compaction writes are listed in the ledger with their SHA-256, so the
+        audit detects a changed file (the batches themselves were recorded when acknowledged).
+        """
         with self._compact_lock:
-            return compact(self.log, self.lake, lambda: self.city)
+            before = self.lake.snapshot()
+            applied = compact(self.log, self.lake, lambda: self.city)
+            if applied:
+                self.record(
+                    INGEST,
+                    {
+                        "batch": f"compaction-{self.lake.watermark()}",
+                        "rows": 0,
+                        "files": self._lake_files(before),
+                    },
+                )
+            return applied
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -186,3 +267,11 @@ class CityBase:
             f"SELECT * FROM lake.citybase_quarantine{where} ORDER BY quarantined_at, source, line",
             [dataset] if dataset else [],
         )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 
 from citybase import __version__
 from citybase.api import ngsi_ld
@@ -23,6 +24,7 @@ from citybase.api.observe import Metrics, access_middleware
 from citybase.api.routes import datasets, health, ingest, iot, registry, share
 from citybase.api.settings import Settings
 from citybase.errors import CitybaseError
+from citybase.ledger.http import ledger_routes
 
 if TYPE_CHECKING:
     from citybase.platform import CityBase
@@ -134,4 +136,6 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
     for module in (health, registry, datasets, ingest, share, iot):
         app.include_router(module.router)
     ngsi_ld.install(app)
+    # The ledger as C2SP tlog-tiles (public, as a transparency log is: entries hold no row data).
+    app.mount("/ledger", Starlette(routes=ledger_routes(cb.ledger)))
     return app

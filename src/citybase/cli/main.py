@@ -229,6 +229,11 @@ from citybase.cli import demo as _demo  # noqa: E402, F401
 from citybase.cli import query as _query  # noqa: E402, F401
 from citybase.cli import registry as _registry  # noqa: E402, F401
 from citybase.cli import serve as _serve  # noqa: E402, F401
+from citybase.cli.ledger import ledger_app  # noqa: E402
+from citybase.cli.ledger import witness as _witness  # noqa: E402
+
+app.add_typer(ledger_app, name="ledger")
+app.command(name="witness")(_witness)
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ class IngestResult:
     accepted: int
     rejected: list[dict[str, Any]] = field(default_factory=list)  # line, field, value, reason
     duplicate: bool = False  # the idempotency key was seen before: nothing was added
+    digest: str = ""  # SHA-256 of the accepted rows as an Arrow IPC stream (what the lake stores)
+    ledger_index: int | None = None  # where the platform recorded this batch in its ledger
 
 
 def ingest_rows(
@@ -45,7 +47,7 @@ def ingest_rows(
     rejected = [{k: r[k] for k in ("line", "field", "value", "reason")} for r in c.quarantine.to_pylist()]
     if app.duplicate:
         return IngestResult(spec.name, batch, app.seq, 0, [], duplicate=True)
-    return IngestResult(spec.name, batch, app.seq, c.good.num_rows, rejected)
+    return IngestResult(spec.name, batch, app.seq, c.good.num_rows, rejected, digest=app.digest)
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:

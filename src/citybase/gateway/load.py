@@ -41,6 +41,8 @@ class LoadResult:
     duplicates: int = 0  # rows whose declared key was already stored
     skipped: bool = False  # the same content was loaded before: nothing was added
     reasons: Counter[str] = field(default_factory=Counter)
+    digest: str = ""  # SHA-256 of the file's bytes
+    ledger_index: int | None = None  # where the platform recorded this load in its ledger
 
 
 def file_digest(path: Path) -> str:
@@ -69,7 +71,7 @@ def load_file(
     reader = reader_for(p, format)
     digest = file_digest(p)
     batch = f"{dataset}-{digest[:16]}"
-    result = LoadResult(dataset=dataset, source=str(p), batch=batch)
+    result = LoadResult(dataset=dataset, source=str(p), batch=batch, digest=digest)
     before = lake.find_load(dataset, digest)
     if before is not None:
         result.skipped = True

@@ -9,6 +9,7 @@ batch a no-op: the second append returns the first one's sequence number.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -34,6 +35,7 @@ class Entry:
 class Appended:
     seq: int
     duplicate: bool  # True when the idempotency key was seen before: nothing was added
+    digest: str = ""  # SHA-256 of the stored payload (the batch's Arrow IPC stream)
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -99,9 +101,10 @@ class AppendLog:
                         cur.execute("ROLLBACK")
                         return Appended(seq=int(row[0]), duplicate=True)
                 now = time.time()
-                seq = self._insert(cur, dataset, kind, batch, table, now)
+                payload = _to_ipc(table)
+                seq = self._insert(cur, dataset, kind, batch, table.num_rows, payload, now)
                 for k, t in extra or []:
-                    self._insert(cur, dataset, k, batch, t, now)
+                    self._insert(cur, dataset, k, batch, t.num_rows, _to_ipc(t), now)
                 if idempotency_key is not None:
                     cur.execute(
                         "INSERT INTO idempotency VALUES (?, ?, ?, ?)", (dataset, idempotency_key, seq, now)
@@ -110,13 +113,15 @@ class AppendLog:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return Appended(seq=seq, duplicate=False)
+            return Appended(seq=seq, duplicate=False, digest=hashlib.sha256(payload).hexdigest())
 
     @staticmethod
-    def _insert(cur: sqlite3.Cursor, dataset: str, kind: str, batch: str, table: pa.Table, now: float) -> int:
+    def _insert(
+        cur: sqlite3.Cursor, dataset: str, kind: str, batch: str, rows: int, payload: bytes, now: float
+    ) -> int:
         cur.execute(
             "INSERT INTO entries (dataset, kind, batch, rows, payload, at) VALUES (?, ?, ?, ?, ?, ?)",
-            (dataset, kind, batch, table.num_rows, _to_ipc(table), now),
+            (dataset, kind, batch, rows, payload, now),
         )
         return int(cur.lastrowid or 0)
 

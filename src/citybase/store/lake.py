@@ -103,6 +103,9 @@ class Lake:
         with self.transaction() as cur:
             cur.execute(f"CALL {CATALOG}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS})")
             cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'snappy')")
+            # Every row in a Parquet file, none inlined in the catalog: files are what other engines
+            # read, and what the ledger hashes (a tampered row must change a hashed file).
+            cur.execute(f"CALL {CATALOG}.set_option('data_inlining_row_limit', 0)")
             for name, cols in _SYSTEM_TABLES.items():
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.{name} ({cols})")
         for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
@@ -272,6 +275,31 @@ class Lake:
         except duckdb.Error:
             row = c.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()
         return int(row[0]) if row and row[0] is not None else -1
+
+    def files_since(self, snapshot: int) -> list[tuple[str, str]]:
+        """(table, path relative to the data folder) of the data files committed after `snapshot`.
+
+        One catalog query whatever the number of tables: what the ledger lists for each commit.
+        """
+        meta = f"__ducklake_metadata_{CATALOG}"
+        rows = (
+            self.con.cursor()
+            .execute(
+                f"""SELECT t.table_name,
+                       CASE WHEN f.path_is_relative THEN
+                           (CASE WHEN t.path_is_relative THEN
+                               (CASE WHEN s.path_is_relative THEN s.path ELSE '' END) || t.path
+                            ELSE '' END) || f.path
+                       ELSE f.path END
+                FROM {meta}.ducklake_data_file f
+                JOIN {meta}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL
+                JOIN {meta}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
+                WHERE f.begin_snapshot > ? ORDER BY f.data_file_id""",
+                [snapshot],
+            )
+            .fetchall()
+        )
+        return [(r[0], r[1]) for r in rows]
 
     def data_files(self, dataset: str) -> list[tuple[str, str | None]]:
         """The live (data file, delete file) pairs of a dataset's table."""

@@ -33,6 +33,10 @@ class IngestOut(BaseModel):
     accepted: int
     rejected: list[Rejected]
     duplicate: bool = Field(description="True when the Idempotency-Key was seen before: nothing was added")
+    digest: str = Field(
+        description="SHA-256 of the accepted rows (Arrow IPC stream), as recorded in the ledger"
+    )
+    ledger_index: int | None = Field(description="The batch's entry in the ledger (for an inclusion proof)")
 
 
 _BODY = {
@@ -82,5 +86,7 @@ async def push_rows(
         accepted=res.accepted,
         rejected=[Rejected.model_validate(r) for r in res.rejected],
         duplicate=res.duplicate,
+        digest=res.digest,
+        ledger_index=res.ledger_index,
     )
     return JSONResponse(out.model_dump(), status_code=200 if res.duplicate else 201)
