@@ -52,6 +52,8 @@ def connect(
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "extension_directory": str(ext_dir),
+        # Progress is ours to show (the CLI's bars); DuckDB's own bar would print into servers' logs.
+        "enable_progress_bar": False,
     }
     if threads:
         config["threads"] = threads
