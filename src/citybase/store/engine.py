@@ -52,14 +52,14 @@ def connect(
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "extension_directory": str(ext_dir),
-        # Progress is ours to show (the CLI's bars); DuckDB's own bar would print into servers' logs.
-        "enable_progress_bar": False,
     }
     if threads:
         config["threads"] = threads
     if memory_limit:
         config["memory_limit"] = memory_limit
     con = duckdb.connect(str(path), config=config)
+    # Progress is ours to show (the CLI's bars); DuckDB's own bar would print into servers' logs.
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"LOAD '{_extension_file('duckdb_extension_spatial', 'spatial')}'")
     con.execute(f"LOAD '{_extension_file('duckdb_extension_ducklake', 'ducklake')}'")
     try:
