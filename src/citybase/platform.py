@@ -37,6 +37,7 @@ from citybase.store.lake import Lake, Location, load_layers, save_layers
 
 if TYPE_CHECKING:
     from citybase.query.engine import QueryEngine
+    from citybase.share import Sharing
 
 
 class CityBase:
@@ -68,6 +69,8 @@ class CityBase:
         self._query: QueryEngine | None = None
         self._ledger: Ledger | None = None
         self._ledger_lock = threading.Lock()
+        self._share: Sharing | None = None
+        self._share_lock = threading.Lock()
         # Replay what a crash may have left between the log and the lake.
         self.flush()
 
@@ -76,6 +79,8 @@ class CityBase:
         return cls(root, **kw)
 
     def close(self) -> None:
+        if self._share is not None:
+            self._share.close()  # buffered usage to the database and its facts to the ledger
         self.flush()
         if self._ledger is not None:
             self._ledger.close()
@@ -143,6 +148,18 @@ class CityBase:
             for table, rel in self.lake.files_since(since)
             if (root / rel).is_file()
         ]
+
+    # -- sharing ------------------------------------------------------------------------------
+
+    @property
+    def share(self) -> Sharing:
+        """Catalog, access requests and grants, scoped reads, aggregates, usage metering."""
+        with self._share_lock:
+            if self._share is None:
+                from citybase.share import Sharing
+
+                self._share = Sharing(self, on_fact=self.record)
+            return self._share
 
     # -- datasets -----------------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ class Flusher:
             self.metrics.pending.set(self.cb.log.pending()[1])
             if self.cb.flush():
                 self.metrics.flushes.inc()
+            self.cb.share.usage.flush()  # an idle server's uses still reach the meter and the ledger
             self.metrics.lag.set(self.cb.log.oldest_age())
             self.metrics.pending.set(self.cb.log.pending()[1])
         except Exception:  # keep flushing: the rows stay durable in the log meanwhile

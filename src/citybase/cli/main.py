@@ -31,7 +31,7 @@ Root = Annotated[
         "--root", envvar="CITYBASE_ROOT", help="Folder of the embedded platform.", show_default=True
     ),
 ]
-DEFAULT_ROOT = Path(".citybase")
+DEFAULT_ROOT: Path = Path(".citybase")
 MAX_COLUMNS = 9
 
 
@@ -229,6 +229,7 @@ from citybase.cli import demo as _demo  # noqa: E402, F401
 from citybase.cli import query as _query  # noqa: E402, F401
 from citybase.cli import registry as _registry  # noqa: E402, F401
 from citybase.cli import serve as _serve  # noqa: E402, F401
+from citybase.cli import share as _share  # noqa: E402, F401
 from citybase.cli.ledger import ledger_app  # noqa: E402
 from citybase.cli.ledger import witness as _witness  # noqa: E402
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from citybase.api.auth import Caller, Forbidden
-from citybase.errors import NotFound
+from citybase.api.auth import Caller
+from citybase.errors import Forbidden, NotFound
 from citybase.model.dataset import DatasetSpec
 from citybase.registry import Principal
 

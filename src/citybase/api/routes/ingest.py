@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from citybase.api.auth import Caller, Forbidden
+from citybase.api.auth import Caller
 from citybase.api.bodies import TYPES, media_type, parse_rows, read_limited
 from citybase.api.routes.datasets import dataset_spec, may_write
+from citybase.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from citybase.api.auth import Admin, Caller, Forbidden
-from citybase.errors import NotFound
+from citybase.api.auth import Admin, Caller
+from citybase.errors import Forbidden, NotFound
 from citybase.registry import Principal, Registry, Role
 from citybase.registry.registry import KeyInfo
 
