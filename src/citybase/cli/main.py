@@ -230,10 +230,14 @@ from citybase.cli import query as _query  # noqa: E402, F401
 from citybase.cli import registry as _registry  # noqa: E402, F401
 from citybase.cli import serve as _serve  # noqa: E402, F401
 from citybase.cli import share as _share  # noqa: E402, F401
+from citybase.cli.fusion import fusion_app  # noqa: E402
+from citybase.cli.iot import iot_app  # noqa: E402
 from citybase.cli.ledger import ledger_app  # noqa: E402
 from citybase.cli.ledger import witness as _witness  # noqa: E402
 
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(iot_app, name="iot")
+app.add_typer(fusion_app, name="fusion")
 app.command(name="witness")(_witness)
 
 
