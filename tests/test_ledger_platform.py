@@ -84,3 +84,20 @@ def test_a_changed_lake_file_is_found(tmp_path: Path) -> None:
     victim.write_bytes(bytes(data))
     report = audit(root / "ledger", lake_root=root / "lake")
     assert not report.ok and any("has changed" in p for p in report.problems)
+
+
+def test_merging_small_files_keeps_every_row_and_the_audit(tmp_path: Path) -> None:
+    root = tmp_path / "base"
+    with CityBase.open(root) as cb:
+        cb.declare(SPEC)
+        for h in range(6):  # six flushes: six small files
+            cb.ingest("readings", [{"station": "a", "ts": f"2026-01-01 0{h}:00:00", "pm25": h}])
+            cb.flush()
+        before = len(cb.lake.data_files("readings"))
+        merged = cb.maintain()
+        after = len(cb.lake.data_files("readings"))
+        rows = cb.sql("SELECT count(*) AS n, sum(pm25) AS s FROM lake.readings").to_pylist()[0]
+    assert before == 6 and merged >= 6 and after < before
+    assert rows == {"n": 6, "s": 15.0}
+    report = audit(root / "ledger", lake_root=root / "lake")
+    assert report.ok, report.problems

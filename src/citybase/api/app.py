@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
@@ -59,8 +60,10 @@ def services(cb: CityBase, settings: Settings, metrics: Metrics) -> list[Service
 class Flusher:
     """Moves the append log into the lake on a timer, and reports lag to the metrics."""
 
-    def __init__(self, cb: CityBase, metrics: Metrics, interval: float):
+    def __init__(self, cb: CityBase, metrics: Metrics, interval: float, maintain_every: float = 300.0):
         self.cb, self.metrics, self.interval = cb, metrics, interval
+        self.maintain_every = maintain_every
+        self._last_maintain = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citybase-flusher", daemon=True)
 
@@ -83,6 +86,9 @@ class Flusher:
             if self.cb.flush():
                 self.metrics.flushes.inc()
             self.cb.share.usage.flush()  # an idle server's uses still reach the meter and the ledger
+            if time.monotonic() - self._last_maintain >= self.maintain_every:
+                self._last_maintain = time.monotonic()
+                self.cb.maintain()
             self.metrics.lag.set(self.cb.log.oldest_age())
             self.metrics.pending.set(self.cb.log.pending()[1])
         except Exception:  # keep flushing: the rows stay durable in the log meanwhile
@@ -110,7 +116,10 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if background:
-            running[:] = [Flusher(cb, metrics, settings.flush_interval), *services(cb, settings, metrics)]
+            running[:] = [
+                Flusher(cb, metrics, settings.flush_interval, settings.maintain_interval),
+                *services(cb, settings, metrics),
+            ]
             for s in running:
                 s.start()
         try:

@@ -35,8 +35,10 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body.")
     max_batch_rows: int = Field(default=1_000_000, description="Most rows in one ingest request.")
     flush_interval: float = Field(
-        default=1.0,
-        gt=0, description="Seconds between moves of the append log into the lake (ingest lag)."
+        default=1.0, gt=0, description="Seconds between moves of the append log into the lake (ingest lag)."
+    )
+    maintain_interval: float = Field(
+        default=300.0, gt=0, description="Seconds between merges of the small files that flushes leave."
     )
     threads: int | None = Field(default=None, description="DuckDB threads; default all cores.")
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 4GB.")

@@ -108,6 +108,12 @@ class Lake:
             cur.execute(f"CALL {CATALOG}.set_option('data_inlining_row_limit', 0)")
             for name, cols in _SYSTEM_TABLES.items():
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.{name} ({cols})")
+        with self.transaction() as cur:  # (a table's options cannot be set in its creating transaction)
+            # The watermark is rewritten by every flush: one row, kept in the catalog, not a file.
+            cur.execute(
+                f"CALL {CATALOG}.set_option('data_inlining_row_limit', 100, "
+                "table_name => 'citybase_watermark')"
+            )
         for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
             self._specs[name] = DatasetSpec.model_validate_json(spec)
 
@@ -275,6 +281,17 @@ class Lake:
         except duckdb.Error:
             row = c.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()
         return int(row[0]) if row and row[0] is not None else -1
+
+    def merge_small_files(self) -> int:
+        """Merge the small files that frequent flushes leave into larger ones; returns files merged.
+
+        Reads slow down with every file a table has (each is opened and its footer read), and a
+        server flushing every second writes thousands a day. The merged-away files stay on disk
+        (time travel and the ledger's audit still find them) until snapshots are expired.
+        """
+        with self.transaction() as cur:
+            rows = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}')").fetchall()
+        return sum(int(r[2]) for r in rows)
 
     def files_since(self, snapshot: int) -> list[tuple[str, str]]:
         """(table, path relative to the data folder) of the data files committed after `snapshot`.
