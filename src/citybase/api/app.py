@@ -22,8 +22,9 @@ from starlette.applications import Starlette
 from citybase import __version__
 from citybase.api import ngsi_ld
 from citybase.api.observe import Metrics, access_middleware
-from citybase.api.routes import datasets, health, ingest, iot, registry, share
+from citybase.api.routes import datasets, health, ingest, iot, ops, registry, share
 from citybase.api.settings import Settings
+from citybase.console.routes import router as console_router
 from citybase.errors import CitybaseError
 from citybase.ledger.http import ledger_routes
 
@@ -143,8 +144,9 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
     app.add_exception_handler(CitybaseError, _error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.middleware("http")(access_middleware(metrics))
-    for module in (health, registry, datasets, ingest, share, iot):
+    for module in (health, registry, datasets, ingest, share, iot, ops):
         app.include_router(module.router)
+    app.include_router(console_router)
     ngsi_ld.install(app)
     # The ledger as C2SP tlog-tiles (public, as a transparency log is: entries hold no row data).
     app.mount("/ledger", Starlette(routes=ledger_routes(cb.ledger)))

@@ -226,6 +226,7 @@ def flush(root: Root = DEFAULT_ROOT) -> None:
 
 # Commands defined in other modules register themselves on `app` when imported.
 from citybase.cli import demo as _demo  # noqa: E402, F401
+from citybase.cli import ops as _ops  # noqa: E402, F401
 from citybase.cli import query as _query  # noqa: E402, F401
 from citybase.cli import registry as _registry  # noqa: E402, F401
 from citybase.cli import serve as _serve  # noqa: E402, F401
