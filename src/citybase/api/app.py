@@ -128,6 +128,7 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
         finally:
             for s in reversed(running):
                 s.stop()
+            app.state.ngsi.close()  # last writes, queued history, pending notifications
 
     app = FastAPI(
         title="citybase",

@@ -43,6 +43,13 @@ class Settings(BaseModel):
     threads: int | None = Field(default=None, description="DuckDB threads; default all cores.")
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 4GB.")
     mqtt_url: str | None = Field(default=None, description="MQTT broker, e.g. mqtt://127.0.0.1:1883.")
+    ngsi_ld_contexts: dict[str, Path] = Field(
+        default_factory=dict,
+        description="@context URL -> local file, served offline for that URL (e.g. the ETSI suite's).",
+    )
+    ngsi_ld_fetch_contexts: bool = Field(
+        default=False, description="Fetch @context URLs not registered (needs the internet; off by default)."
+    )
     ngsi_ld_open_on_loopback: bool = Field(
         default=False,
         description="Serve the NGSI-LD API without keys, on a loopback address only (for the ETSI "
@@ -65,7 +72,11 @@ class Settings(BaseModel):
         for name in cls.model_fields:
             value = env.get(ENV_PREFIX + name.upper())
             if value is not None:
-                data[name] = value
+                # Mappings come as JSON in the environment: CITYBASE_NGSI_LD_CONTEXTS='{"url": "file"}'.
+                try:
+                    data[name] = json.loads(value) if value.lstrip().startswith("{") else value
+                except ValueError as e:
+                    raise DeclarationError(f"{ENV_PREFIX}{name.upper()}: not a JSON object: {e}") from e
         try:
             return cls.model_validate(data)
         except ValidationError as e:

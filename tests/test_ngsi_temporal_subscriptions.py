@@ -1,0 +1,186 @@
+"""NGSI-LD history (temporal API over the lake) and subscriptions with real HTTP notifications."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from citybase.api import Settings, create_app
+from citybase.platform import CityBase
+
+BASE = "/ngsi-ld/v1"
+EID = "urn:ngsi-ld:OffStreetParking:1"
+
+
+@pytest.fixture
+def cb(tmp_path: Path) -> Iterator[CityBase]:
+    with CityBase.open(tmp_path / "city", threads=1) as platform:
+        yield platform
+
+
+@pytest.fixture
+def client(cb: CityBase) -> Iterator[TestClient]:
+    app = create_app(cb, Settings(root=cb.root, ngsi_ld_open_on_loopback=True), background=False)
+    with TestClient(app) as c:
+        yield c
+    app.state.ngsi.close()
+
+
+def parking(spots: int, at: str) -> dict[str, Any]:
+    return {"availableSpotNumber": {"type": "Property", "value": spots, "observedAt": at}}
+
+
+def test_history_is_in_the_lake_and_aggregates(client: TestClient, cb: CityBase) -> None:
+    body = {"id": EID, "type": "OffStreetParking", **parking(10, "2026-01-01T08:00:00Z")}
+    assert client.post(f"{BASE}/entities", json=body).status_code == 201
+    for spots, at in (
+        (20, "2026-01-01T08:30:00Z"),
+        (30, "2026-01-01T09:10:00Z"),
+        (50, "2026-01-01T09:40:00Z"),
+    ):
+        r = client.patch(f"{BASE}/entities/{EID}/attrs", json=parking(spots, at))
+        assert r.status_code == 204
+    r = client.get(f"{BASE}/temporal/entities/{EID}?timerel=after&timeAt=2026-01-01T08:15:00Z")
+    values = [i["value"] for i in r.json()["availableSpotNumber"]]
+    assert values == [20, 30, 50]
+    r = client.get(
+        f"{BASE}/temporal/entities/{EID}",
+        params={
+            "options": "aggregatedValues",
+            "aggrMethods": "avg,max,totalCount",
+            "aggrPeriodDuration": "PT1H",
+            "timerel": "between",
+            "timeAt": "2026-01-01T08:00:00Z",
+            "endTimeAt": "2026-01-01T10:00:00Z",
+        },
+    )
+    agg = r.json()["availableSpotNumber"]
+    assert agg["avg"] == [
+        [15.0, "2026-01-01T08:00:00Z", "2026-01-01T09:00:00Z"],
+        [40.0, "2026-01-01T09:00:00Z", "2026-01-01T10:00:00Z"],
+    ]
+    assert [m[0] for m in agg["max"]] == [20.0, 50.0] and [m[0] for m in agg["totalCount"]] == [2, 2]
+    r = client.get(f"{BASE}/temporal/entities/{EID}?options=temporalValues&lastN=2")
+    assert r.json()["availableSpotNumber"]["values"] == [
+        [30, "2026-01-01T09:10:00Z"],
+        [50, "2026-01-01T09:40:00Z"],
+    ]
+    # The same rows through the platform's own SQL: the history is lake data.
+    n = cb.sql("SELECT count(*) AS n FROM lake.ngsi_ld_history WHERE entity_id = ?", [EID]).to_pylist()
+    assert n == [{"n": 4}]
+
+
+def test_temporal_delete_hides_history(client: TestClient) -> None:
+    body = {
+        "id": EID,
+        "type": "OffStreetParking",
+        "availableSpotNumber": [
+            {"type": "Property", "value": 1, "observedAt": "2026-01-01T00:00:00Z"},
+            {"type": "Property", "value": 2, "observedAt": "2026-01-01T01:00:00Z"},
+        ],
+    }
+    assert client.post(f"{BASE}/temporal/entities", json=body).status_code == 201
+    r = client.get(f"{BASE}/temporal/entities/{EID}")
+    assert len(r.json()["availableSpotNumber"]) == 2
+    assert client.delete(f"{BASE}/temporal/entities/{EID}").status_code == 204
+    assert client.get(f"{BASE}/temporal/entities/{EID}").status_code == 404
+
+
+def test_subscription_crud(client: TestClient) -> None:
+    sub = {
+        "type": "Subscription",
+        "entities": [{"type": "OffStreetParking"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}},
+    }
+    r = client.post(f"{BASE}/subscriptions", json=sub)
+    assert r.status_code == 201
+    sid = r.headers["location"].rsplit("/", 1)[1]
+    got = client.get(f"{BASE}/subscriptions/{sid}").json()
+    assert got["status"] == "active" and got["entities"] == [{"type": "OffStreetParking"}]
+    assert client.patch(f"{BASE}/subscriptions/{sid}", json={"isActive": False}).status_code == 204
+    assert client.get(f"{BASE}/subscriptions/{sid}").json()["status"] == "paused"
+    bad = {**sub, "timeInterval": 5, "throttling": 5}
+    assert client.post(f"{BASE}/subscriptions", json=bad).status_code == 400
+    assert client.delete(f"{BASE}/subscriptions/{sid}").status_code == 204
+    assert client.get(f"{BASE}/subscriptions").json() == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Listener(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Listener.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_notifications_reach_a_real_listener(cb: CityBase) -> None:
+    """uvicorn on a real socket, a real HTTP listener: create, then update, then two notifications."""
+    import httpx
+
+    listener = HTTPServer(("127.0.0.1", 0), _Listener)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    port = _free_port()
+    app = create_app(cb, Settings(root=cb.root, port=port, ngsi_ld_open_on_loopback=True), background=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{port}{BASE}"
+        sub = {
+            "type": "Subscription",
+            "entities": [{"type": "OffStreetParking"}],
+            "watchedAttributes": ["availableSpotNumber"],
+            "q": "availableSpotNumber<5",
+            "notification": {
+                "format": "keyValues",
+                "endpoint": {
+                    "uri": f"http://127.0.0.1:{listener.server_port}/notify",
+                    "receiverInfo": [{"key": "X-City", "value": "beijing"}],
+                },
+            },
+        }
+        with httpx.Client() as http:
+            assert http.post(f"{base}/subscriptions", json=sub).status_code == 201
+            body = {"id": EID, "type": "OffStreetParking", **parking(3, "2026-01-01T08:00:00Z")}
+            assert http.post(f"{base}/entities", json=body).status_code == 201
+            r = http.patch(f"{base}/entities/{EID}/attrs", json=parking(40, "2026-01-01T08:05:00Z"))
+            assert r.status_code == 204  # q no longer matches: no notification
+            r = http.patch(f"{base}/entities/{EID}/attrs", json=parking(2, "2026-01-01T08:10:00Z"))
+            assert r.status_code == 204
+            deadline = time.time() + 10
+            while len(_Listener.received) < 2 and time.time() < deadline:
+                time.sleep(0.05)
+        got = [
+            (h.get("X-City"), b["data"][0]["availableSpotNumber"], b["triggerReason"])
+            for h, b in _Listener.received
+        ]
+        assert got == [("beijing", 3, "attributeCreated"), ("beijing", 2, "attributeUpdated")]
+        assert all(b["type"] == "Notification" for _, b in _Listener.received)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.shutdown()
+        app.state.ngsi.close()
