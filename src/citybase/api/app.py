@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
@@ -58,13 +57,35 @@ def services(cb: CityBase, settings: Settings, metrics: Metrics) -> list[Service
     return out
 
 
+class Maintainer:
+    """Merges the lake's small files on its own timer, in its own thread: a merge never holds up
+    a flush (and so never the ingest lag) for longer than one table's merge."""
+
+    def __init__(self, cb: CityBase, interval: float):
+        self.cb, self.interval = cb, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="citybase-maintainer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.cb.maintain()
+            except Exception:  # maintenance is an optimisation: the lake is correct without it
+                log.exception("merging small files failed; the lake stays as it was")
+
+
 class Flusher:
     """Moves the append log into the lake on a timer, and reports lag to the metrics."""
 
-    def __init__(self, cb: CityBase, metrics: Metrics, interval: float, maintain_every: float = 300.0):
+    def __init__(self, cb: CityBase, metrics: Metrics, interval: float):
         self.cb, self.metrics, self.interval = cb, metrics, interval
-        self.maintain_every = maintain_every
-        self._last_maintain = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citybase-flusher", daemon=True)
 
@@ -87,9 +108,6 @@ class Flusher:
             if self.cb.flush():
                 self.metrics.flushes.inc()
             self.cb.share.usage.flush()  # an idle server's uses still reach the meter and the ledger
-            if time.monotonic() - self._last_maintain >= self.maintain_every:
-                self._last_maintain = time.monotonic()
-                self.cb.maintain()
             self.metrics.lag.set(self.cb.log.oldest_age())
             self.metrics.pending.set(self.cb.log.pending()[1])
         except Exception:  # keep flushing: the rows stay durable in the log meanwhile
@@ -118,7 +136,8 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if background:
             running[:] = [
-                Flusher(cb, metrics, settings.flush_interval, settings.maintain_interval),
+                Flusher(cb, metrics, settings.flush_interval),
+                Maintainer(cb, settings.maintain_interval),
                 *services(cb, settings, metrics),
             ]
             for s in running:

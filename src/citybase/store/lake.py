@@ -286,12 +286,16 @@ class Lake:
         """Merge the small files that frequent flushes leave into larger ones; returns files merged.
 
         Reads slow down with every file a table has (each is opened and its footer read), and a
-        server flushing every second writes thousands a day. The merged-away files stay on disk
-        (time travel and the ledger's audit still find them) until snapshots are expired.
+        server flushing every second writes thousands a day. One table per transaction, so a
+        flush waits for one table's merge at most, never for all of them. The merged-away files
+        stay on disk (time travel and the ledger's audit still find them) until snapshots expire.
         """
-        with self.transaction() as cur:
-            rows = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}')").fetchall()
-        return sum(int(r[2]) for r in rows)
+        merged = 0
+        for name in [*self._specs, *_SYSTEM_TABLES]:
+            with self.transaction() as cur:
+                rows = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?)", [name]).fetchall()
+            merged += sum(int(r[2]) for r in rows)
+        return merged
 
     def files_since(self, snapshot: int) -> list[tuple[str, str]]:
         """(table, path relative to the data folder) of the data files committed after `snapshot`.
