@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -101,3 +102,22 @@ def test_merging_small_files_keeps_every_row_and_the_audit(tmp_path: Path) -> No
     assert rows == {"n": 6, "s": 15.0}
     report = audit(root / "ledger", lake_root=root / "lake")
     assert report.ok, report.problems
+
+
+def test_a_load_into_hundreds_of_partitions_is_recorded_whole(tmp_path: Path) -> None:
+    # One file per day for 400 days: the file list is longer than one 64 KiB ledger entry holds.
+    root = tmp_path / "base"
+    csv = tmp_path / "days.csv"
+    days = [date(2025, 1, 1) + timedelta(days=i) for i in range(400)]
+    csv.write_text("station,ts,pm25\n" + "".join(f"a,{d} 00:00:00,1\n" for d in days), encoding="utf-8")
+    with CityBase.open(root) as cb:
+        cb.declare({**SPEC, "partition": "day"})
+        res = cb.load("readings", csv)
+        assert res.added == 400
+        assert len(cb.lake.data_files("readings")) == 400
+    listed = [
+        f["path"] for e in entries(root) if e["data"].get("batch") == res.batch for f in e["data"]["files"]
+    ]  # type: ignore[union-attr]
+    ours = [p for p in listed if p.startswith("main/readings/")]  # (and the load's bookkeeping row)
+    assert len(ours) == 400 == len(set(ours))
+    assert audit(root / "ledger", lake_root=root / "lake").ok

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from citybase.share import Sharing
 
 
+#: Lake files listed per ledger entry (about 200 bytes each, under the 64 KiB entry limit).
+FILES_PER_ENTRY = 150
+
+
 class CityBase:
     """The platform over one root folder (embedded) or a given lake location (cluster catalog)."""
 
@@ -141,6 +145,21 @@ class CityBase:
         """Append one fact to the ledger (ingest, grant, revoke, use, quarantine); returns its index."""
         return self.ledger.append(kind, payload)
 
+    def _record_ingest(self, fact: dict[str, Any], files: list[dict[str, str]]) -> int:
+        """An ingest fact with the lake files it wrote; returns the fact's index.
+
+        A ledger entry holds at most 64 KiB: a load into many partitions writes hundreds of files,
+        so the list continues in further entries of the same batch (`part` 1, 2, ...), appended
+        together with the fact.
+        """
+        chunks = [files[i : i + FILES_PER_ENTRY] for i in range(0, len(files), FILES_PER_ENTRY)] or [[]]
+        entries = [(INGEST, {**fact, "files": chunks[0]})]
+        entries += [
+            (INGEST, {"batch": fact.get("batch"), "part": n, "rows": 0, "files": chunk})
+            for n, chunk in enumerate(chunks[1:], start=1)
+        ]
+        return self.ledger.append_many(entries)[0]
+
     def _lake_files(self, since: int) -> list[dict[str, str]]:
         root = Path(self.lake.location.data_path)
         return [
@@ -203,9 +222,8 @@ class CityBase:
                 "rows": res.added,
                 "quarantined": res.quarantined,
                 "duplicates": res.duplicates,
-                "files": self._lake_files(before),
             }
-            res.ledger_index = self.record(INGEST, fact)
+            res.ledger_index = self._record_ingest(fact, self._lake_files(before))
             if res.quarantined:
                 self.record(
                     QUARANTINE,
@@ -213,7 +231,7 @@ class CityBase:
                         "dataset": dataset,
                         "batch": res.batch,
                         "rows": res.quarantined,
-                        "reasons": dict(res.reasons),
+                        "reasons": dict(res.reasons.most_common(50)),  # (the entry stays small)
                     },
                 )
         return res
@@ -253,14 +271,8 @@ class CityBase:
             before = self.lake.snapshot()
             applied = compact(self.log, self.lake, lambda: self.city)
             if applied:
-                self.record(
-                    INGEST,
-                    {
-                        "batch": f"compaction-{self.lake.watermark()}",
-                        "rows": 0,
-                        "files": self._lake_files(before),
-                    },
-                )
+                fact = {"batch": f"compaction-{self.lake.watermark()}", "rows": 0}
+                self._record_ingest(fact, self._lake_files(before))
             return applied
 
     def maintain(self) -> int:
@@ -271,7 +283,7 @@ class CityBase:
         before = self.lake.snapshot()
         merged = self.lake.merge_small_files()
         if merged:
-            self.record(INGEST, {"batch": f"merge-{before}", "rows": 0, "files": self._lake_files(before)})
+            self._record_ingest({"batch": f"merge-{before}", "rows": 0}, self._lake_files(before))
         return merged
 
     # -- reads --------------------------------------------------------------------------------
