@@ -198,7 +198,11 @@ def demo(
     console.print(
         Panel.fit(
             f"Explore it yourself:\n  . .venv/bin/activate\n  export CITYBASE_ROOT={root}\n"
-            '  citybase --help\n  citybase datasets\n  citybase sql "SELECT * FROM lake.place_district"',
+            '  citybase --help\n  citybase datasets\n  citybase sql "SELECT * FROM lake.place_district"\n'
+            "\nWatch it live (a browser on http://127.0.0.1:8000/console/, signed in with the key):\n"
+            "  citybase departments add city && citybase keys issue city --role admin --out operator.key\n"
+            "  citybase serve --mqtt mqtt://127.0.0.1:1883 &\n"
+            f"  CITYBASE_KEY=$(cat operator.key) citybase simulate {source} --live --speed 60",
             style="green",
         )
     )
