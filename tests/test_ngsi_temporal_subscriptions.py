@@ -184,3 +184,50 @@ def test_notifications_reach_a_real_listener(cb: CityBase) -> None:
         thread.join(timeout=10)
         listener.shutdown()
         app.state.ngsi.close()
+
+
+def test_mqtt_notifications_reach_a_real_broker(client: TestClient) -> None:
+    """An mqtt:// endpoint: the notification is published to Mosquitto, where a subscriber reads it."""
+    import uuid
+
+    from paho.mqtt.client import Client
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from test_iot_support import need_broker
+
+    need_broker()
+    topic = f"citybase-test/ngsi/{uuid.uuid4().hex}"
+    got: list[dict[str, Any]] = []
+    ready = threading.Event()
+    sub_client = Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
+    sub_client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), ready.set())
+    sub_client.on_message = lambda _c, _u, m: got.append(json.loads(m.payload))
+    sub_client.connect("127.0.0.1", 1883)
+    sub_client.loop_start()
+    try:
+        assert ready.wait(10)
+        time.sleep(0.2)  # the SUBSCRIBE is acknowledged
+        sub = {
+            "type": "Subscription",
+            "entities": [{"type": "OffStreetParking"}],
+            "notification": {
+                "format": "keyValues",
+                "endpoint": {
+                    "uri": f"mqtt://127.0.0.1:1883/{topic}",
+                    "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
+                },
+            },
+        }
+        assert client.post(f"{BASE}/subscriptions", json=sub).status_code == 201
+        body = {"id": EID, "type": "OffStreetParking", **parking(7, "2026-01-01T08:00:00Z")}
+        assert client.post(f"{BASE}/entities", json=body).status_code == 201
+        deadline = time.time() + 10
+        while not got and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        sub_client.loop_stop()
+        sub_client.disconnect()
+    assert len(got) == 1
+    note = got[0]["body"]
+    assert note["type"] == "Notification" and note["data"][0]["availableSpotNumber"] == 7
+    assert note["data"][0]["id"] == EID
