@@ -121,3 +121,40 @@ def test_a_load_into_hundreds_of_partitions_is_recorded_whole(tmp_path: Path) ->
     ours = [p for p in listed if p.startswith("main/readings/")]  # (and the load's bookkeeping row)
     assert len(ours) == 400 == len(set(ours))
     assert audit(root / "ledger", lake_root=root / "lake").ok
+
+
+def test_a_second_writer_is_refused_before_it_changes_anything(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import pytest
+
+    from citybase.errors import Conflict
+
+    root = tmp_path / "base"
+    csv = tmp_path / "r.csv"
+    csv.write_text("station,ts,pm25\na,2026-01-01 00:00:00,3\n", encoding="utf-8")
+    with CityBase.open(root) as cb:
+        cb.declare(SPEC)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, time; from citybase import CityBase; cb = CityBase.open({str(root)!r}); "
+            "cb.ledger; print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with CityBase.open(root) as cb:
+            with pytest.raises(Conflict, match="citybase serve"):
+                cb.load("readings", csv)
+            with pytest.raises(Conflict, match="citybase serve"):
+                cb.ingest("readings", [{"station": "b", "ts": "2026-01-01 01:00:00", "pm25": 1}])
+            assert cb.sql("SELECT count(*) AS n FROM lake.readings").to_pylist() == [{"n": 0}]
+            assert cb.log.pending() == (0, 0)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from citybase.errors import Conflict
 from citybase.gateway.ingest import IngestResult, ingest_rows
 from citybase.gateway.load import LoadResult, load_file
 from citybase.gateway.readers.base import ReadOptions
@@ -138,7 +139,13 @@ class CityBase:
             if self._ledger is None:
                 name = self.city.name if self.city is not None else self.root.resolve().name
                 slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "city"
-                self._ledger = Ledger.open(self.root / "ledger", origin=f"citybase.example/{slug}")
+                try:
+                    self._ledger = Ledger.open(self.root / "ledger", origin=f"citybase.example/{slug}")
+                except Conflict as e:
+                    raise Conflict(
+                        f"{e}: another process (a running `citybase serve`?) writes this platform; "
+                        "push rows through it, or stop it first"
+                    ) from e
             return self._ledger
 
     def record(self, kind: str, payload: dict[str, Any]) -> int:
@@ -209,6 +216,7 @@ class CityBase:
         progress: Callable[[int], None] | None = None,
     ) -> LoadResult:
         """Bulk-load a file into a dataset (atomic, idempotent by content); recorded in the ledger."""
+        self.ledger  # noqa: B018 - fail before loading, not after, if another process holds the ledger
         before = self.lake.snapshot()
         res = load_file(
             self.lake, self.city, dataset, path, format=format, options=options, progress=progress
@@ -245,6 +253,7 @@ class CityBase:
         source: str = "api",
     ) -> IngestResult:
         """Durably accept a small batch (acknowledged = fsynced); it reaches the lake on `flush`."""
+        self.ledger  # noqa: B018 - fail before accepting, not after, if another process holds the ledger
         tz = self.city.timezone if self.city is not None else "UTC"
         res = ingest_rows(
             self.log, self.lake.spec(dataset), rows, tz=tz, source=source, idempotency_key=idempotency_key
