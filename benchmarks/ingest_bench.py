@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from citybase import CityBase
+from citybase.testing import free_port
 
 SPEC = {
     "name": "air",
@@ -92,12 +92,6 @@ def encode(t: pa.Table, fmt: str) -> tuple[bytes, str]:
     if fmt == "json":
         return json.dumps(rows).encode(), "application/json"
     return "\n".join(json.dumps(r) for r in rows).encode(), "application/x-ndjson"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_http(d: Path, fmt: str, bodies: list[tuple[bytes, str]], rows: int, clients: int) -> dict[str, float]:

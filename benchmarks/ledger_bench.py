@@ -16,7 +16,6 @@ import itertools
 import math
 import random
 import shutil
-import socket
 import statistics
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from starlette.routing import Mount
 
 from citybase.ledger import Ledger, leaf_hash, verify_inclusion
 from citybase.ledger.http import ledger_routes
+from citybase.testing import free_port
 
 TESSERA_WRITES_PER_S = 2_900
 console = Console()
@@ -99,12 +99,6 @@ def append_phase(lg: Ledger, total: int, threads: int, batch: int) -> tuple[floa
     gaps = watch.max_gap()
     n_cp = len(watch.events) - 1
     return acked, published, n_cp, gaps
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:

@@ -39,14 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from citybase.iot import Device, DeviceRegistry, PayloadField, telemetry_dataset, telemetry_topic
 from citybase.iot.bridge import MqttBridge
 from citybase.platform import CityBase
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from citybase.testing import free_port
 
 
 def start_broker(folder: Path) -> tuple[subprocess.Popen[bytes], int]:

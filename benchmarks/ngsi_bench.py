@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import textwrap
 import time
 import urllib.request
 from pathlib import Path
+
+from citybase.testing import free_port
 
 SERVER = textwrap.dedent("""
     import sys, uvicorn
@@ -64,12 +65,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (Linux /proc), to normalise for a shared machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def seed(base: str, n: int) -> None:

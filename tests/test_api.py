@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from citybase import CityBase
 from citybase.api import Settings, create_app
+from citybase.testing import free_port
 
 AIR = {
     "name": "air",
@@ -389,12 +389,6 @@ def test_the_openapi_document_describes_ingest_and_security(world: World) -> Non
 # -- a 2xx means durable: kill -9 the server right after it answers -------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 SERVER = """
 import sys, uvicorn
 from citybase import CityBase
@@ -410,7 +404,7 @@ def test_acknowledged_rows_survive_kill_minus_nine(tmp_path: Path) -> None:
     key = w.keys["eco"]
     w.client.close()
     w.cb.close()
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(tmp_path), str(port)], stderr=subprocess.DEVNULL
     )

@@ -34,6 +34,7 @@ from citybase.iot.bridge import MqttBridge
 from citybase.model.city import Level
 from citybase.places.city import City, Layer
 from citybase.platform import CityBase
+from citybase.testing import free_port
 
 SYSTEM_BROKER = ("127.0.0.1", 1883)
 
@@ -57,12 +58,6 @@ def need_broker(host: str = SYSTEM_BROKER[0], port: int = SYSTEM_BROKER[1]) -> N
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(msg)
     pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OwnBroker:

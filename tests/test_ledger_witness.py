@@ -18,6 +18,7 @@ from citybase.ledger import Checkpoint, Ledger, NoteError, WitnessRef, leaf_hash
 from citybase.ledger.merkle import EMPTY_ROOT, consistency_proof, memory_perfect
 from citybase.ledger.note import Signer, Verifier, open_note
 from citybase.ledger.witness import Witness, origin_hash, witness_app
+from citybase.testing import free_port as _free_port
 
 ORIGIN = "citybase.example/testcity"
 
@@ -150,12 +151,6 @@ def test_witness_refuses_a_fork_and_remembers_across_restarts(tmp_path: Path, si
     honest.grow(5)
     assert w.add_checkpoint(body(20, honest.proof(20), honest.note())).status == 200
     w.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

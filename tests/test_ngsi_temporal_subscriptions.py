@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from citybase.api import Settings, create_app
 from citybase.platform import CityBase
+from citybase.testing import free_port as _free_port
 
 BASE = "/ngsi-ld/v1"
 EID = "urn:ngsi-ld:OffStreetParking:1"
@@ -113,12 +113,6 @@ def test_subscription_crud(client: TestClient) -> None:
     assert client.post(f"{BASE}/subscriptions", json=bad).status_code == 400
     assert client.delete(f"{BASE}/subscriptions/{sid}").status_code == 204
     assert client.get(f"{BASE}/subscriptions").json() == []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Listener(BaseHTTPRequestHandler):

@@ -11,7 +11,6 @@ the HTTP API and notebooks use. Everything it does is a call into one of those b
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import pyarrow as pa
 
 from citybase.errors import Conflict
 from citybase.gateway.ingest import IngestResult, ingest_rows
-from citybase.gateway.load import LoadResult, load_file
+from citybase.gateway.load import LoadResult, file_digest, load_file
 from citybase.gateway.readers.base import ReadOptions
 from citybase.ledger import INGEST, QUARANTINE, Ledger
 from citybase.log.append_log import AppendLog
@@ -170,7 +169,7 @@ class CityBase:
     def _lake_files(self, since: int) -> list[dict[str, str]]:
         root = Path(self.lake.location.data_path)
         return [
-            {"table": table, "path": rel, "sha256": _sha256(root / rel)}
+            {"table": table, "path": rel, "sha256": file_digest(root / rel)}
             for table, rel in self.lake.files_since(since)
             if (root / rel).is_file()
         ]
@@ -316,11 +315,3 @@ class CityBase:
             f"SELECT * FROM lake.citybase_quarantine{where} ORDER BY quarantined_at, source, line",
             [dataset] if dataset else [],
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from citybase.testing import free_port
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -37,13 +38,6 @@ def console_app(cb: CityBase, *, background: bool = True) -> FastAPI:
     from citybase.api import create_app
 
     return create_app(cb, background=background)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Server:
