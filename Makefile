@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-city
+DEMO_ARGS ?=
 
 .PHONY: setup demo test lint bench clean
 
@@ -18,9 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-## demo: generate a sample city, load it, and run a tour of queries (embedded, no services)
+## demo: generate a sample city, load it, run a tour of queries, then show it living in the
+## console on http://127.0.0.1:8000/console/ (embedded, no services needed; Ctrl-C stops it)
 demo: setup
-	$(BIN)/citybase demo --root $(DEMO)/base --source $(DEMO)/source
+	$(BIN)/citybase demo --root $(DEMO)/base --source $(DEMO)/source $(DEMO_ARGS)
 
 ## test: lint, type-check and run the test suite
 test: setup lint

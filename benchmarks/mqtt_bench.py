@@ -25,7 +25,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -38,35 +37,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from citybase.iot import Device, DeviceRegistry, PayloadField, telemetry_dataset, telemetry_topic
 from citybase.iot.bridge import MqttBridge
+from citybase.iot.mosquitto import Mosquitto
 from citybase.platform import CityBase
-from citybase.testing import free_port
-
-
-def start_broker(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    conf = folder / "mosquitto.conf"
-    lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
-        "persistence false",
-        "max_queued_messages 0",
-        "max_inflight_messages 0",
-        f"log_dest file {folder}/mosquitto.log",
-    ]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf.write_text("\n".join(lines) + "\n")
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([exe, "-c", str(conf)])
-    import socket
-
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
 
 
 def publisher(port: int, topics: list[str], n: int, window: int, first: int, done: Any) -> None:
@@ -228,7 +200,9 @@ def main() -> None:
     args = ap.parse_args()
     n = args.messages
     tmp = Path(tempfile.mkdtemp(prefix="mqtt-bench-"))
-    broker, port = start_broker(tmp)
+    broker = Mosquitto(tmp / "broker")
+    broker.start()
+    port = broker.port
     results: dict[str, Any] = {
         "messages": n,
         "devices": args.devices,
@@ -324,8 +298,7 @@ def main() -> None:
         poller.stop.set()
         cb.close()
     finally:
-        broker.terminate()
-        broker.wait()
+        broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     results["loadavg_1m_at_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(results, indent=2))

@@ -25,6 +25,7 @@ def demo_city(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     d = tmp_path_factory.mktemp("demo")
     base, source = d / "base", d / "source"
-    r = CliRunner().invoke(app, ["demo", "--root", str(base), "--source", str(source), "--scale", "tiny"])
+    args = ["demo", "--root", str(base), "--source", str(source), "--scale", "tiny", "--no-live"]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     return base, source

@@ -6,10 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,20 +27,12 @@ from citybase.iot import (
     telemetry_topic,
 )
 from citybase.iot.bridge import MqttBridge
+from citybase.iot.mosquitto import Mosquitto, broker_up, mosquitto_binary
 from citybase.model.city import Level
 from citybase.places.city import City, Layer
 from citybase.platform import CityBase
-from citybase.testing import free_port
 
 SYSTEM_BROKER = ("127.0.0.1", 1883)
-
-
-def broker_up(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def need_broker(host: str = SYSTEM_BROKER[0], port: int = SYSTEM_BROKER[1]) -> None:
@@ -60,57 +48,16 @@ def need_broker(host: str = SYSTEM_BROKER[0], port: int = SYSTEM_BROKER[1]) -> N
     pytest.skip(msg)
 
 
-class OwnBroker:
-    """A Mosquitto of our own on a free port: persistence on and no queue limits, so that it can be
-    stopped and started again while it holds queued QoS 1 messages for a persistent session."""
+class OwnBroker(Mosquitto):
+    """A Mosquitto of our own with persistence on, so that it can be stopped and started again
+    while it holds queued QoS 1 messages for a persistent session."""
 
     def __init__(self, folder: Path):
-        self.folder = folder
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        folder.mkdir(parents=True, exist_ok=True)
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            "persistence true",
-            f"persistence_location {folder}/",
-            "autosave_interval 1",
-            "max_queued_messages 0",
-            "max_inflight_messages 0",
-            f"log_dest file {folder}/mosquitto.log",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # else it drops to `mosquitto`, which cannot write our folder
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text("\n".join(lines) + "\n")
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-        end = time.monotonic() + 10
-        while not broker_up("127.0.0.1", self.port):
-            if time.monotonic() > end or self.proc.poll() is not None:
-                raise RuntimeError(f"our mosquitto did not start: {self.log()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM: Mosquitto writes its persistence file and exits."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def log(self) -> str:
-        p = self.folder / "mosquitto.log"
-        return p.read_text() if p.exists() else ""
+        super().__init__(folder, persistence=True)
 
 
 def need_mosquitto_binary() -> None:
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+    if mosquitto_binary() is None:
         msg = "the mosquitto binary is not installed (apt-get install mosquitto)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)

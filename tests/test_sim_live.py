@@ -84,3 +84,27 @@ def test_an_unreachable_server_is_a_clear_error(demo_city: tuple[Path, Path]) ->
     with pytest.raises(InputError, match="cannot reach the server"):
         city.setup()
     city.close()
+
+
+def test_the_demo_shows_the_living_city(demo_city: tuple[Path, Path], tmp_path: Path) -> None:
+    """`make demo`'s last step: the server with its console, and the city driven live through it."""
+    from typer.testing import CliRunner
+
+    from citybase.cli.main import app
+    from citybase.testing import free_port
+
+    base = tmp_path / "base"
+    args = ["demo", "--root", str(base), "--source", str(demo_city[1]), "--seconds", "6", "--speed", "600"]
+    r = CliRunner().invoke(app, [*args, "--port", str(free_port())])
+    assert r.exit_code == 0, r.output
+    assert "/console/" in r.output and "0 errors" in r.output, r.output[-2000:]
+    key_file = tmp_path / "operator.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert key not in r.output  # the key is in its file, never printed
+    with CityBase.open(base) as cb:
+        assert cb.registry.authenticate(key) is not None
+        # Rows sent live landed next to the loaded ones: stamped with the time they were sent.
+        since = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=10)
+        recent = cb.sql("SELECT count(*) AS n FROM lake.vehicle_positions WHERE ts > ?", [since])
+        assert recent.column("n")[0].as_py() > 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,26 +34,12 @@ def free_port() -> int:
 
 @contextmanager
 def serving(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1; yields its base URL.
+    """Serve an ASGI app with uvicorn in a thread on 127.0.0.1 at a free port; yields its base URL.
 
     For tests that need a real socket (clients in other processes, a browser, the live
     simulation); the app's lifespan runs, so background services start and stop with it.
     """
-    import uvicorn
+    from citybase.api.threaded import serve_in_thread
 
-    port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name="citybase-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(app, port=port or free_port()) as url:
+        yield url

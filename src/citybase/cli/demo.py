@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
@@ -14,6 +17,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from citybase.cli.main import DEFAULT_ROOT, Root, app, console, print_table
+
+if TYPE_CHECKING:
+    from citybase.sim.live import LiveOptions
 
 SCALES = ("tiny", "default", "benchmark")
 
@@ -81,9 +87,7 @@ def _live(
     systems: int | None,
     duration: float | None,
 ) -> None:
-    from rich.live import Live
-
-    from citybase.sim.live import LiveCity, LiveOptions, LiveStats, run_live
+    from citybase.sim.live import LiveOptions
 
     if not key:
         raise typer.BadParameter("--live needs the operator's key: --key or CITYBASE_KEY")
@@ -96,6 +100,15 @@ def _live(
         systems=systems,
         duration_s=duration,
     )
+    _drive(out, opts)
+
+
+def _drive(source: Path, opts: LiveOptions, stop: threading.Event | None = None) -> None:
+    """Run the live city against a server, with a live table of what was sent and the server's lag."""
+    from rich.live import Live
+
+    from citybase.sim.live import LiveCity, LiveStats, run_live
+
     worst = 0.0
 
     def view(city: LiveCity, st: LiveStats) -> Table:
@@ -104,7 +117,7 @@ def _live(
         if lag is not None:
             st.lag_s.append(lag)
             worst = max(worst, lag)
-        t = Table(title=f"live city → {url}  ({st.elapsed:,.0f} s)", header_style="bold cyan")
+        t = Table(title=f"live city → {opts.url}  ({st.elapsed:,.0f} s)", header_style="bold cyan")
         for c in ("dataset", "rows sent"):
             t.add_column(c, justify="right" if c != "dataset" else "left")
         for name, n in sorted(st.sent.items()):
@@ -119,7 +132,7 @@ def _live(
 
     with Live(console=console, refresh_per_second=2) as screen:
         try:
-            st = run_live(out, opts, on_tick=lambda city, s: screen.update(view(city, s)))
+            st = run_live(source, opts, on_tick=lambda city, s: screen.update(view(city, s)), stop=stop)
         except KeyboardInterrupt:
             return
     console.print(
@@ -147,8 +160,22 @@ def demo(
     ),
     seed: Annotated[int, typer.Option(help="Random seed of the sample city.")] = 42,
     scale: Annotated[str, typer.Option(help=f"One of {', '.join(SCALES)}.")] = "default",
+    live: Annotated[
+        bool, typer.Option("--live/--no-live", help="Then serve the console and drive the city live.")
+    ] = True,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Stop the living city after this long (default: Ctrl-C at a terminal, else 60 s)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="The server's port (a free one if it is taken).")] = 8000,
+    speed: Annotated[float, typer.Option(help="Sample-city seconds per real second.")] = 60.0,
 ) -> None:
-    """Generate the sample city, load it through the real loaders, and run a tour of queries."""
+    """Generate the sample city, load it, run a tour of queries, then show it living in the console.
+
+    The living city: `citybase serve` in this process (the console on /console/), and the live
+    simulation sending sensors over MQTT (the system Mosquitto, or one started here) and vehicles,
+    events and records over HTTP, until Ctrl-C (or --seconds).
+    """
     from citybase.platform import CityBase
     from citybase.sim import simulate as run
     from citybase.sim.scale import SimManifest
@@ -195,17 +222,103 @@ def demo(
                 )
         console.print(summary)
         tour(cb)
+        if live:
+            if seconds is None and not sys.stdin.isatty():
+                seconds = 60.0
+            _living_city(cb, root, source, port=port, speed=speed, seconds=seconds)
     console.print(
         Panel.fit(
             f"Explore it yourself:\n  . .venv/bin/activate\n  export CITYBASE_ROOT={root}\n"
             '  citybase --help\n  citybase datasets\n  citybase sql "SELECT * FROM lake.place_district"\n'
-            "\nWatch it live (a browser on http://127.0.0.1:8000/console/, signed in with the key):\n"
-            "  citybase departments add city && citybase keys issue city --role admin --out operator.key\n"
-            "  citybase serve --mqtt mqtt://127.0.0.1:1883 &\n"
-            f"  CITYBASE_KEY=$(cat operator.key) citybase simulate {source} --live --speed 60",
+            f"\nThe living city again: make demo (or citybase demo --root {root} --source {source})",
             style="green",
         )
     )
+
+
+def _operator_key(cb: Any, path: Path) -> str:
+    """The demo operator's admin key: the one in `path` while it is valid, else a new one (0600)."""
+    if path.exists():
+        key = path.read_text().strip()
+        if cb.registry.authenticate(key) is not None:
+            return key
+    cb.registry.add_department("city", "City operations centre")
+    key = str(cb.registry.issue_key("city", role="admin", label="demo operator").key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
+def _broker(folder: Path) -> tuple[str | None, Any]:
+    """An MQTT broker for the sensors: the system Mosquitto on 1883, else one of our own, else none."""
+    from citybase.iot.mosquitto import Mosquitto, broker_up, mosquitto_binary
+
+    if broker_up("127.0.0.1", 1883):
+        return "mqtt://127.0.0.1:1883", None
+    if mosquitto_binary() is None:
+        console.print("[yellow]no Mosquitto here: the sensors report over HTTP instead of MQTT[/yellow]")
+        return None, None
+    own = Mosquitto(folder)
+    own.start()
+    return own.url, own
+
+
+def _living_city(
+    cb: Any, root: Path, source: Path, *, port: int, speed: float, seconds: float | None
+) -> None:
+    """Serve the platform (API and console) here and drive the sample city through it."""
+    from citybase.api import Settings, create_app
+    from citybase.api.threaded import serve_in_thread
+    from citybase.iot.mosquitto import broker_up
+    from citybase.sim.live import LiveOptions
+    from citybase.testing import free_port
+
+    key_file = root.parent / "operator.key"
+    key = _operator_key(cb, key_file)
+    if broker_up("127.0.0.1", port, timeout=0.2):
+        port = free_port()
+    mqtt, own = _broker(root.parent / "mosquitto")
+    settings = Settings(root=root, port=port, mqtt_url=mqtt)
+    try:
+        with serve_in_thread(create_app(cb, settings), port=port) as url:
+            until = f"for {seconds:.0f} s" if seconds else "until Ctrl-C"
+            console.print(
+                Panel.fit(
+                    f"[bold]The living city[/bold], {until}:\n"
+                    f"  console  {url}/console/  (sign in with the key in {key_file})\n"
+                    f"  API      {url}/docs\n"
+                    f"  sensors  {mqtt or 'over HTTP'}",
+                    style="cyan",
+                )
+            )
+            opts = LiveOptions(url=url, key=key, mqtt_url=mqtt, speed=speed, duration_s=seconds)
+            _drive(source, opts)
+            _figures(cb)
+    finally:
+        if own is not None:
+            own.stop()
+
+
+def _figures(cb: Any) -> None:
+    """The platform's figures, as the console shows them."""
+    cb.flush()
+    st = cb.share.stats()
+    now = datetime.now(UTC).date()
+    today = sum(d.count for d in st.new_records_per_day if d.day == now)
+    t = Table(title="the platform's figures", header_style="bold cyan")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    for name, value in (
+        ("departments", st.departments),
+        ("information systems connected", st.systems_connected),
+        ("datasets", st.datasets),
+        ("total records", st.total_records),
+        ("records today", today),
+        ("data uses", st.data_uses),
+    ):
+        t.add_row(name, f"{value:,}")
+    console.print(t)
 
 
 def _step(title: str, fn: Callable[[], pa.Table | dict[str, Any]], limit: int = 8) -> Any:
