@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from citybase.deployment import Deployment
 from citybase.errors import Conflict
 from citybase.gateway.ingest import IngestResult, ingest_rows
 from citybase.gateway.load import LoadResult, file_digest, load_file
@@ -59,10 +60,15 @@ class CityBase:
         """`threads` and `memory_limit` (e.g. "4GB") bound DuckDB; unset, it takes 80% of RAM.
 
         `meta_url` is the metadata database (registry, grants, usage); embedded, `<root>/meta.sqlite`.
+        Unset, `location` and `meta_url` come from the root's `deployment.yaml` (deployment.py).
         """
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.meta = open_meta(meta_url or default_meta_url(self.root))
+        deployment = Deployment.read(self.root)
+        if location is None and deployment.catalog:
+            data_path = str(deployment.data_path or "")
+            location = Location(deployment.catalog, data_path if data_path.endswith("/") else data_path + "/")
+        self.meta = open_meta(meta_url or deployment.meta_url or default_meta_url(self.root))
         self.registry = Registry(self.meta)
         self.lake = Lake(location or Location.embedded(self.root), threads=threads, memory_limit=memory_limit)
         self.log = AppendLog(self.root / "log.sqlite")

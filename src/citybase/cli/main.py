@@ -87,6 +87,29 @@ def city(
 
 
 @app.command()
+def deploy(
+    catalog: Annotated[
+        str | None, typer.Option(help="DuckLake catalog, e.g. 'postgres:dbname=city host=db user=citybase'.")
+    ] = None,
+    data_path: Annotated[str | None, typer.Option(help="Shared folder of the lake's Parquet files.")] = None,
+    meta_url: Annotated[
+        str | None, typer.Option(help="Metadata database, e.g. 'postgresql+psycopg://citybase@db/city'.")
+    ] = None,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Point a root at shared parts (the cluster deployment): writes ROOT/deployment.yaml.
+
+    Every process opened on that root (servers, the CLI) then uses the same PostgreSQL catalog and
+    metadata database and the same data folder. Passwords go in PGPASSWORD or ~/.pgpass.
+    """
+    from citybase.deployment import Deployment
+
+    path = Deployment(catalog=catalog, data_path=data_path, meta_url=meta_url).write(root)
+    with _open(root) as cb:
+        console.print(f"[green]{path}[/green]: {len(cb.datasets)} datasets in the lake")
+
+
+@app.command()
 def declare(
     files: Annotated[list[Path], typer.Argument(help="Dataset declarations (YAML or JSON).")],
     replace: Annotated[

@@ -62,13 +62,26 @@ def connect(
     con.execute("SET enable_progress_bar = false")
     con.execute(f"LOAD '{_extension_file('duckdb_extension_spatial', 'spatial')}'")
     con.execute(f"LOAD '{_extension_file('duckdb_extension_ducklake', 'ducklake')}'")
+    load_aliased(con, "sqlite")
+    return con
+
+
+def load_aliased(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Load the sqlite or postgres extension (the latter for a PostgreSQL lake catalog).
+
+    Their files carry their alias names and cannot be loaded by path (FACTS.md);
+    `duckdb_extensions` installs one into the extension directory once. postgres comes with
+    the `cluster` extra (`duckdb-extension-postgres`).
+    """
     try:
-        con.execute("LOAD sqlite")
+        con.execute(f"LOAD {name}")
     except duckdb.Error:
-        # The sqlite extension's file carries its alias name and cannot be loaded by path
-        # (FACTS.md); `duckdb_extensions` installs it into the extension directory once.
         import duckdb_extensions
 
-        duckdb_extensions.import_extension("sqlite", con=con)
-        con.execute("LOAD sqlite")
-    return con
+        try:
+            duckdb_extensions.import_extension(name, con=con)
+        except Exception as e:
+            raise MissingDependency(
+                f"DuckDB's {name} extension is not installed: pip install 'citybase[cluster]'"
+            ) from e
+        con.execute(f"LOAD {name}")

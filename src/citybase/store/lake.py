@@ -28,7 +28,7 @@ import pyarrow as pa
 from citybase.errors import Conflict, NotFound
 from citybase.model.dataset import DatasetSpec
 from citybase.model.layout import H3, QUARANTINE_COLUMNS, stored_columns
-from citybase.store.engine import connect
+from citybase.store.engine import connect, load_aliased
 
 CATALOG = "lake"
 #: Rows per Parquet row group: small enough that a place or time predicate skips most of a file.
@@ -95,6 +95,8 @@ class Lake:
         if location.catalog.startswith("sqlite:"):
             _use_wal(Path(location.catalog.removeprefix("sqlite:")))
         self.con = connect(threads=threads, memory_limit=memory_limit)
+        if location.catalog.startswith("postgres:"):
+            load_aliased(self.con, "postgres")
         self.con.execute(
             f"ATTACH 'ducklake:{location.catalog}' AS {CATALOG} (DATA_PATH '{location.data_path}')"
         )

@@ -1,0 +1,158 @@
+"""The cluster deployment's parts that run here: a PostgreSQL lake catalog and metadata database
+shared by two platform roots (two machines), and Dask reading the lake's files without citybase.
+
+Needs the PostgreSQL server (127.0.0.1:5432, as the README says how to start it) and the
+`cluster` extra; skips without them, except under CI=true, where it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from citybase import CityBase
+from citybase.cli.main import app
+from citybase.deployment import Deployment
+from citybase.errors import DeclarationError
+from citybase.iot.mosquitto import broker_up
+from citybase.sim.scale import SimManifest
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def _need(ok: bool, msg: str) -> None:
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    try:
+        import psycopg
+    except ImportError:
+        _need(False, "psycopg is not installed: pip install 'citybase[cluster]'")
+    _need(
+        broker_up(PG_HOST, PG_PORT),
+        f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}; start it with "
+        "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
+    )
+    name = f"citybase_test_{uuid.uuid4().hex[:10]}"
+    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _deploy(root: Path, database: str, data: Path) -> None:
+    r = CliRunner().invoke(
+        app,
+        [
+            "deploy",
+            "--root",
+            str(root),
+            "--catalog",
+            f"postgres:dbname={database} host={PG_HOST} port={PG_PORT} user=postgres",
+            "--data-path",
+            str(data),
+            "--meta-url",
+            f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{database}",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+
+
+def test_two_roots_share_one_postgresql_lake(
+    database: str, tmp_path: Path, demo_city: tuple[Path, Path]
+) -> None:
+    embedded_root, source = demo_city
+    shared = tmp_path / "shared-lake"
+    a, b = tmp_path / "machine-a", tmp_path / "machine-b"
+    _deploy(a, database, shared)
+    _deploy(b, database, shared)
+    m = SimManifest.load(source)
+    names = ["vehicle_positions", "hotline_events", "ps_residents"]
+    with CityBase.open(a) as cb:
+        cb.setup_city(source / m.city)
+        for name in names:
+            decl, data = m.datasets[name]
+            cb.declare(source / decl)
+            cb.load(name, source / data)
+        dept = cb.datasets["hotline_events"].department
+        cb.registry.add_department(dept)
+        key = cb.registry.issue_key(dept).key
+    # Nothing of the lake or the metadata is in the roots: catalog and registry are in PostgreSQL.
+    assert not (a / "catalog.sqlite").exists() and not (a / "meta.sqlite").exists()
+    assert list(shared.rglob("*.parquet"))
+    box = (116.30, 39.85, 116.45, 39.97)
+    with CityBase.open(embedded_root) as ref, CityBase.open(b) as cb:
+        assert set(names) <= set(cb.datasets)
+        assert cb.registry.authenticate(key) is not None  # a key issued on A works on B
+        for name in names:
+            n = f"SELECT count(*) AS n FROM lake.{name}"
+            assert cb.sql(n).column("n")[0].as_py() == ref.sql(n).column("n")[0].as_py() > 0
+        # The same query gives the same rows on the cluster lake as on the embedded one.
+        cols, order = ["vehicle_id", "ts", "lon", "lat"], [("vehicle_id", "ascending"), ("ts", "ascending")]
+        got = cb.query.bbox("vehicle_positions", box).select(cols).sort_by(order)
+        want = ref.query.bbox("vehicle_positions", box).select(cols).sort_by(order)
+        assert got.num_rows == want.num_rows > 0
+        assert got.equals(want)
+    # B ingests through its own append log and flushes into the shared lake; A sees the row.
+    with CityBase.open(b) as cb:
+        count = "SELECT count(*) AS n FROM lake.vehicle_positions"
+        before = cb.sql(count).column("n")[0].as_py()
+        res = cb.ingest(
+            "vehicle_positions",
+            [{"vehicle_id": "cluster-1", "ts": "2026-11-24T08:00:00", "gps_lon": 116.4, "gps_lat": 39.9}],
+        )
+        assert res.accepted == 1, res
+        cb.flush()
+    with CityBase.open(a) as cb:
+        assert cb.sql(count).column("n")[0].as_py() == before + 1
+        got = cb.query.track("vehicle_positions", "cluster-1")
+        assert got.column("lon").to_pylist() == [116.4]
+
+
+# Dask 2026.8 calls reset_index(inplace=True), which pandas 3.1 deprecates: Dask's to fix, not ours.
+DASK_ON_PANDAS_3 = pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning")
+
+
+@DASK_ON_PANDAS_3
+def test_dask_reads_the_lake_without_citybase(demo_city: tuple[Path, Path]) -> None:
+    """The lake's tables are plain Parquet files: Dask reads them and counts what DuckDB counts."""
+    dd = pytest.importorskip("dask.dataframe", reason="no Dask: pip install 'citybase[cluster]'")
+    with CityBase.open(demo_city[0]) as cb:
+        for name, col in (("vehicle_positions", "lon"), ("air_quality", "no2")):
+            files = cb.lake.data_files(name)
+            assert files and all(delete is None for _, delete in files)  # append-only: no delete files
+            frame = dd.read_parquet([f for f, _ in files])
+            ref = cb.sql(f"SELECT count(*) AS n, sum({col}) AS s FROM lake.{name}").to_pylist()[0]
+            assert len(frame) == ref["n"] > 0
+            assert float(frame[col].sum().compute()) == pytest.approx(ref["s"], rel=1e-9)
+
+
+def test_a_bad_deployment_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "deployment.yaml").write_text("catalog: postgres:dbname=x\nwarehouse: oops\n")
+    with pytest.raises(DeclarationError, match=r"deployment\.yaml"):
+        Deployment.read(tmp_path)
+    with pytest.raises(DeclarationError, match="data_path"):
+        Deployment(catalog="postgres:dbname=x").write(tmp_path / "other")
+
+
+@DASK_ON_PANDAS_3
+def test_the_dask_example_in_the_docs_runs(demo_city: tuple[Path, Path]) -> None:
+    pytest.importorskip("dask.dataframe", reason="no Dask: pip install 'citybase[cluster]'")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    exec(code.replace("demo-city/base", str(demo_city[0])), {})
