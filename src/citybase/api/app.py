@@ -156,6 +156,8 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
         lifespan=lifespan,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        # FastAPI's own OpenTelemetry checks the providers on every request: only when asked for.
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.cb = cb
     app.state.settings = settings

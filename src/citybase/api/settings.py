@@ -43,6 +43,12 @@ class Settings(BaseModel):
     threads: int | None = Field(default=None, description="DuckDB threads; default all cores.")
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 4GB.")
     mqtt_url: str | None = Field(default=None, description="MQTT broker, e.g. mqtt://127.0.0.1:1883.")
+    opentelemetry: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces, metrics and logs through FastAPI's built-in telemetry "
+        "(exporters set by the standard OTEL_* variables). Off: Prometheus /metrics only, and no "
+        "per-request cost.",
+    )
     ngsi_ld_contexts: dict[str, Path] = Field(
         default_factory=dict,
         description="@context URL -> local file, served offline for that URL (e.g. the ETSI suite's).",
