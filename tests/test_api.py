@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -431,3 +431,18 @@ def test_acknowledged_rows_survive_kill_minus_nine(tmp_path: Path) -> None:
     with CityBase.open(tmp_path) as cb:  # replays the log into the lake
         n = cb.sql("SELECT count(*) AS n FROM lake.air").to_pylist()[0]["n"]
     assert acked == 2000 and n == acked
+
+
+def test_a_key_expiry_with_a_time_zone_is_understood(world: World) -> None:
+    """An aware expiry (as JSON clients send it) is stored as UTC; it once broke the comparison."""
+    c, admin = world.client, world.h("admin")
+    soon = (datetime.now(UTC) + timedelta(hours=1)).astimezone(timezone(timedelta(hours=8)))
+    r = c.post("/api/v1/keys", headers=admin, json={"department": "eco", "expires_at": soon.isoformat()})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    assert c.get("/api/v1/datasets", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    r = c.post("/api/v1/keys", headers=admin, json={"department": "eco", "expires_at": past.isoformat()})
+    assert r.status_code == 201, r.text
+    expired = {"Authorization": f"Bearer {r.json()['key']}"}
+    assert c.get("/api/v1/datasets", headers=expired).status_code == 401

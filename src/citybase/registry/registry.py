@@ -67,6 +67,13 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _utc_naive(t: datetime | None) -> datetime | None:
+    """Times are stored as naive UTC: an aware time is converted, a naive one is taken as UTC."""
+    if t is None or t.tzinfo is None:
+        return t
+    return t.astimezone(UTC).replace(tzinfo=None)
+
+
 def _check_id(kind: str, value: str) -> str:
     if not _ID.match(value):
         raise InputError(
@@ -193,7 +200,7 @@ class Registry:
             label=label,
             secret_hash=stored,
             created_at=now,
-            expires_at=expires_at,
+            expires_at=_utc_naive(expires_at),
             revoked_at=None,
         )
         try:
