@@ -37,6 +37,7 @@ from citybase.registry import Registry
 from citybase.store.lake import Lake, Location, load_layers, save_layers
 
 if TYPE_CHECKING:
+    from citybase.fusion.service import FusionService
     from citybase.query.engine import QueryEngine
     from citybase.share import Sharing
 
@@ -81,6 +82,8 @@ class CityBase:
         self._ledger_lock = threading.Lock()
         self._share: Sharing | None = None
         self._share_lock = threading.Lock()
+        self._fusion: FusionService | None = None
+        self._fusion_lock = threading.Lock()
         # Replay what a crash may have left between the log and the lake.
         self.flush()
 
@@ -191,6 +194,18 @@ class CityBase:
 
                 self._share = Sharing(self, on_fact=self.record)
             return self._share
+
+    # -- fusion -------------------------------------------------------------------------------
+
+    @property
+    def fusion(self) -> FusionService:
+        """The platform's entity store (ROOT/fusion), fed from declared datasets; reads through grants."""
+        with self._fusion_lock:
+            if self._fusion is None:
+                from citybase.fusion.service import FusionService
+
+                self._fusion = FusionService(self)
+            return self._fusion
 
     # -- datasets -----------------------------------------------------------------------------
 

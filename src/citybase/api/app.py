@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from citybase import __version__
 from citybase.api import ngsi_ld
 from citybase.api.observe import Metrics, access_middleware
-from citybase.api.routes import datasets, health, ingest, iot, ops, registry, share
+from citybase.api.routes import datasets, fusion, health, ingest, iot, ops, registry, share
 from citybase.api.settings import Settings
 from citybase.console.routes import router as console_router
 from citybase.errors import CitybaseError
@@ -59,7 +59,8 @@ def services(cb: CityBase, settings: Settings, metrics: Metrics) -> list[Service
 
 class Maintainer:
     """Merges the lake's small files on its own timer, in its own thread: a merge never holds up
-    a flush (and so never the ingest lag) for longer than one table's merge."""
+    a flush (and so never the ingest lag) for longer than one table's merge. Then joins the
+    records that landed since to the city's entities (cb.fusion.update), off the ingest path."""
 
     def __init__(self, cb: CityBase, interval: float):
         self.cb, self.interval = cb, interval
@@ -79,6 +80,10 @@ class Maintainer:
                 self.cb.maintain()
             except Exception:  # maintenance is an optimisation: the lake is correct without it
                 log.exception("merging small files failed; the lake stays as it was")
+            try:
+                self.cb.fusion.update()
+            except Exception:  # the new records wait in the lake; the next turn tries again
+                log.exception("joining new records to the city's entities failed")
 
 
 class Flusher:
@@ -166,7 +171,7 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
     app.add_exception_handler(CitybaseError, _error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.middleware("http")(access_middleware(metrics))
-    for module in (health, registry, datasets, ingest, share, iot, ops):
+    for module in (health, registry, datasets, ingest, share, iot, ops, fusion):
         app.include_router(module.router)
     app.include_router(console_router)
     ngsi_ld.install(app)

@@ -7,7 +7,7 @@ folder, the division table and address reference the city configures.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pyarrow as pa
 import typer
@@ -203,3 +203,135 @@ def reject(uid_a: str, uid_b: str, store: StoreOpt) -> None:
     except CitybaseError as e:
         _fail(e)
     console.print(f"rejected {uid_a} != {uid_b}")
+
+
+# -- the platform's entity store (cb.fusion) -----------------------------------------------------
+
+AsOpt = Annotated[str | None, typer.Option("--as", help="Read as this department (trusted local CLI).")]
+KeyOpt = Annotated[str | None, typer.Option("--key", envvar="CITYBASE_KEY", help="Read as this API key.")]
+
+
+def _platform(root: Path | None) -> Any:
+    from citybase.cli.main import DEFAULT_ROOT, _open
+
+    return _open(root or DEFAULT_ROOT)
+
+
+RootOpt = Annotated[
+    Path | None, typer.Option("--root", envvar="CITYBASE_ROOT", help="Folder of the embedded platform.")
+]
+
+
+@fusion_app.command()
+def declare(
+    declaration: Annotated[Path, typer.Argument(help="YAML: which datasets feed which entity type.")],
+    root: RootOpt = None,
+) -> None:
+    """Declare what feeds the platform's entity types (checked against the lake's datasets)."""
+    try:
+        with _platform(root) as cb:
+            d = cb.fusion.declare(declaration)
+    except (CitybaseError, OSError) as e:
+        _fail(e)
+        return
+    for t in d.types:
+        feeds = ", ".join(f.dataset for f in t.feeds)
+        console.print(f"{t.entity_type} ({t.ngsi}): fed by {feeds}")
+
+
+@fusion_app.command()
+def run(
+    entity_type: Annotated[str, typer.Argument(help="A declared entity type, e.g. person.")],
+    root: RootOpt = None,
+) -> None:
+    """Resolve an entity type afresh from its datasets in the lake (ids already given are kept)."""
+    try:
+        with _platform(root) as cb, console.status(f"{entity_type}: resolving") as status:
+            res = cb.fusion.resolve(entity_type, progress=lambda m: status.update(f"{entity_type}: {m}"))
+    except (CitybaseError, OSError) as e:
+        _fail(e)
+        return
+    console.print(
+        f"{res.members.num_rows:,} records -> {res.entities.num_rows:,} {entity_type} entities;"
+        f" {res.review.num_rows:,} pairs to review"
+    )
+
+
+@fusion_app.command()
+def update(root: RootOpt = None) -> None:
+    """Join the rows that landed in the lake since the last run to their entities."""
+    try:
+        with _platform(root) as cb:
+            added = cb.fusion.update()
+    except (CitybaseError, OSError) as e:
+        _fail(e)
+        return
+    if not added:
+        console.print("nothing new")
+    for t, n in added.items():
+        console.print(f"{t}: {n:,} new records joined")
+
+
+def _reader(cb: Any, as_: str | None, key: str | None) -> Any:
+    from citybase.cli.share import _who
+
+    return _who(cb, as_, key)
+
+
+@fusion_app.command("list")
+def list_(
+    entity_type: Annotated[str | None, typer.Option("--type", help="Entity type, e.g. person.")] = None,
+    q: Annotated[str | None, typer.Option(help="An entity id, or text in its records.")] = None,
+    limit: Limit = 20,
+    offset: Annotated[int, typer.Option(help="Entities to skip.")] = 0,
+    as_: AsOpt = None,
+    key: KeyOpt = None,
+    root: RootOpt = None,
+) -> None:
+    """The platform's entities a department may see (default: as the operator)."""
+    try:
+        with _platform(root) as cb:
+            page = cb.fusion.entities(_reader(cb, as_, key), entity_type, q=q, limit=limit, offset=offset)
+    except (CitybaseError, OSError) as e:
+        _fail(e)
+        return
+    table = Table(title=f"entities {offset + 1}-{offset + len(page.items)} of {page.total}")
+    for c in ("id", "type", "golden", "sources"):
+        table.add_column(c, overflow="fold")
+    for i in page.items:
+        golden = ", ".join(f"{k}={v}" for k, v in i.golden.items())
+        table.add_row(i.id, i.type, golden, ", ".join(i.sources))
+    console.print(table)
+
+
+@fusion_app.command()
+def show(
+    entity_id: Annotated[str, typer.Argument(help="An entity id, e.g. P-3f2a9c01d4e5.")],
+    as_: AsOpt = None,
+    key: KeyOpt = None,
+    root: RootOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """One entity's profile as a department may see it: golden record, records, links, place."""
+    try:
+        with _platform(root) as cb:
+            p = cb.fusion.entity(_reader(cb, as_, key), entity_id)
+    except (CitybaseError, OSError) as e:
+        _fail(e)
+        return
+    if json_:
+        console.print_json(p.model_dump_json())
+        return
+    golden = Table(title=f"{p.type} {p.id} ({p.ngsi_id})")
+    for c in ("field", "value", "from"):
+        golden.add_column(c, overflow="fold")
+    for k, g in p.golden.items():
+        golden.add_row(k, g.value, f"{g.dataset}|{g.record}")
+    console.print(golden)
+    for r in p.records:
+        console.print(f"[bold]{r['dataset']}|{r['record_id']}[/bold] {r['values']}")
+    for lk in p.links:
+        arrow = "->" if lk.direction == "out" else "<-"
+        console.print(f"{lk.relation} {arrow} {lk.entity} ({lk.entity_type}, {lk.records} records)")
+    if p.location is not None:
+        console.print(f"location {p.location.lon:.6f}, {p.location.lat:.6f}; places {p.places}")

@@ -15,6 +15,7 @@ from citybase.context.store import EntityStore
 
 if TYPE_CHECKING:
     from citybase.context.history import History
+    from citybase.context.providers import EntityProvider
     from citybase.context.subscriptions import Subscriptions
 
 
@@ -39,6 +40,8 @@ class ContextService:
         #: rows stay in the lake for the query engine; the temporal API no longer shows them).
         self.delete_together = True
         self.store = EntityStore(engine)
+        #: Read-only entities served beside the store (providers.py): the fused city entities.
+        self.providers: list[EntityProvider] = []
         self.broker = Broker(self.store)
         self.history: History | None = History(platform, engine) if platform is not None else None
         self.subscriptions: Subscriptions = Subscriptions(engine, self.contexts, enabled=notify)

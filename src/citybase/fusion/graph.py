@@ -14,6 +14,14 @@ import pyarrow as pa
 from citybase.fusion.features import UID
 from citybase.fusion.resolve import Resolution
 
+RECORD_LINK_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("from_entity", pa.string()),
+        ("relation", pa.string()),
+        ("to_entity", pa.string()),
+    ]
+)
 LINK_SCHEMA = pa.schema(
     [
         ("from_entity", pa.string()),
@@ -32,6 +40,27 @@ def link_entities(
     A source address key matches a target record by the reference row it was geocoded to (the
     target's record id) or, with `target_field`, by the target's own address key.
     """
+    recs = link_records(source, field, target, relation=relation, target_field=target_field)
+    con = duckdb.connect()
+    con.register("recs", recs)
+    out = (
+        con.sql(
+            "select from_entity, relation, to_entity, count(*) as records from recs"
+            " group by all order by from_entity, records desc, to_entity"
+        )
+        .arrow()
+        .read_all()
+        .cast(LINK_SCHEMA)
+    )
+    con.close()
+    return out
+
+
+def link_records(
+    source: Resolution, field: str, target: Resolution, *, relation: str, target_field: str | None = None
+) -> pa.Table:
+    """The links record by record: uid (the source record that supports it), from_entity, relation,
+    to_entity. Kept per record so that a reader is shown a link only through a record it may see."""
     key = f"{field}_key"
     if key not in source.prepared.column_names:
         raise KeyError(f"{field!r} is not an address field of the {source.entity_type} rules")
@@ -52,11 +81,11 @@ def link_entities(
                select distinct s.uid as suid, tm.entity_id as to_entity
                from src s join tk on s.key = tk.key join tmem tm on tm.uid = tk.uid
                where s.key is not null)
-        select sm.entity_id as from_entity, '{relation}' as relation, h.to_entity, count(*) as records
+        select h.suid as uid, sm.entity_id as from_entity, '{relation}' as relation, h.to_entity
         from hits h join smem sm on sm.uid = h.suid
-        group by all order by from_entity, records desc, to_entity
+        order by uid, to_entity
     """
-    out = con.sql(sql).arrow().read_all().cast(LINK_SCHEMA)
+    out = con.sql(sql).arrow().read_all().cast(RECORD_LINK_SCHEMA)
     con.close()
     return out
 

@@ -8,7 +8,7 @@ rules are the ones a real city would start from for these registers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -208,3 +208,57 @@ def address_context(folder: Path, divisions: Divisions | None = None) -> Address
     d = base.overlay(own)
     ref = Reference.build(pq.read_table(folder / "data" / "housing_buildings.parquet"), d, default="11")
     return AddressContext(d, ref, default="11")
+
+
+def _authoritative(rules: MatchRules) -> dict[str, Any]:
+    """The rules with every golden value taken from the most trusted source that has one (the
+    population register before the insurance and assistance files)."""
+    out = rules.model_dump(exclude_defaults=True)
+    out["fields"] = [{**f, "golden": "source_priority"} for f in out["fields"]]
+    return out
+
+
+def declaration() -> dict[str, Any]:
+    """What feeds the sample city's entity types on a platform that loaded its datasets
+    (`cb.fusion.declare(sample.declaration())`): the department registers, mapped onto the rules."""
+    return {
+        "addresses": {
+            "province": {"code": "11", "name": "北京市"},
+            "default": "11",
+            "reference": {"dataset": "housing_buildings"},
+        },
+        "types": [
+            {
+                "rules": _authoritative(PERSON_RULES),
+                "feeds": [
+                    {"dataset": "ps_residents"},
+                    {"dataset": "hrss_insured"},
+                    {
+                        "dataset": "civil_assistance",
+                        "fields": {
+                            "name": "applicant_name",
+                            "id_number": "id_card_no",
+                            "phone": "contact_phone",
+                            "address": "home_address",
+                        },
+                    },
+                ],
+                "links": [{"field": "address", "to": "building", "relation": "livesIn"}],
+            },
+            {
+                "rules": _authoritative(ENTERPRISE_RULES),
+                "feeds": [
+                    {
+                        "dataset": "market_enterprises",
+                        "fields": {"name": "enterprise_name", "address": "registered_address"},
+                    },
+                    {"dataset": "eco_pollutant_permits", "fields": {"name": "unit_name"}},
+                ],
+                "links": [{"field": "address", "to": "building", "relation": "registeredAt"}],
+            },
+            {
+                "rules": BUILDING_RULES.model_dump(exclude_defaults=True),
+                "feeds": [{"dataset": "housing_buildings", "fields": {"name": "building_name"}}],
+            },
+        ],
+    }

@@ -130,6 +130,9 @@ def install(app: FastAPI) -> None:
     cb = app.state.cb
     service = ContextService(cb.meta, contexts=context_registry(settings), platform=cb)
     app.state.ngsi = service
+    fusion = getattr(cb, "fusion", None)
+    if fusion is not None:  # the fused city entities, read-only and through grants (docs/fusion.md)
+        service.providers.append(fusion.ngsi)
     if getattr(settings, "ngsi_ld_open_on_loopback", False):
         host = str(getattr(settings, "host", ""))
         if host not in ("127.0.0.1", "::1", "localhost"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -33,6 +34,7 @@ from citybase.context.model import (
     parse_instance,
     parse_scope,
 )
+from citybase.context.providers import live, page_with, provided
 from citybase.context.qlang import parse_q
 from citybase.context.query import EntityQuery, order, parse_id_pattern, parse_types, run
 from citybase.context.render import to_feature
@@ -91,6 +93,11 @@ RETRIEVE_PARAMS = (
 )
 
 
+def _viewer(request: Request) -> Any:
+    """Whom read-only providers answer for: the request's key (none when open on loopback)."""
+    return getattr(request.state, "principal", None)
+
+
 def _entity_id(eid: str) -> str:
     if not is_uri(eid):
         raise BadRequestData(f"entity id {eid!r} is not a URI")
@@ -110,7 +117,13 @@ async def retrieve_entity(entity_id: str, request: Request) -> Response:
     call = begin(request, params=RETRIEVE_PARAMS, accept=(JSON, LD, GEO))
     _entity_id(entity_id)
     view = view_of(call)
-    ent = call.service.broker.get(call.tenant, entity_id)
+    try:
+        ent = call.service.broker.get(call.tenant, entity_id)
+    except ResourceNotFound:
+        got = await run_in_threadpool(provided, call.service.providers, _viewer(request), entity_id)
+        if got is None:
+            raise
+        ent = got
     if (
         view.attrs is not None
         and not any(a in ent["attrs"] for a in view.attrs)
@@ -211,13 +224,20 @@ async def query_entities(request: Request) -> Response:
     if limit == 0 and count != "true":
         raise BadRequestData("limit=0 needs count=true")
     found = run(call.service.store, call.tenant, query)
+    providers, viewer = live(call.service.providers, query), _viewer(request)
+    if providers and call.param("orderBy"):
+        found, _ = await run_in_threadpool(page_with, providers, viewer, query, found, 0, None)
     if call.param("orderBy"):
         found = order(found, call.param("orderBy") or "", call.ctx)
-    items = [i for i in present(call, found[offset : offset + limit], view) if i]
+    if providers and not call.param("orderBy"):  # provider reads run off the event loop
+        shown, total = await run_in_threadpool(page_with, providers, viewer, query, found, offset, limit)
+    else:
+        shown, total = found[offset : offset + limit], len(found)
+    items = [i for i in present(call, shown, view) if i]
     headers: dict[str, str] = {}
     if count == "true":
-        headers["NGSILD-Results-Count"] = str(len(found))
-    links = pagination_links(request, len(found), limit, offset)
+        headers["NGSILD-Results-Count"] = str(total)
+    links = pagination_links(request, total, limit, offset)
     if call.accept == GEO:
         return _geojson(call, items, headers=headers)
     resp = call.respond(items, headers=headers)
