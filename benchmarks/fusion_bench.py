@@ -7,9 +7,11 @@
 Real sets (shared/data/entity_resolution, truth included): the Chicago early-childhood sites
 (dedupe), FEBRL 1-3 (dedupe), FEBRL 4 (4a/4b link), Fodors-Zagats (link, 112 gold matches).
 Pairwise figures count pairs put in one entity (link tasks: only pairs across the two sources);
-cluster figures count entities reproduced exactly. Every system clusters at match probability
-0.9. The scale run resolves the sample city's person and enterprise records (citybase.sim at
---scale) in a child process, so that its peak RSS is its own.
+cluster figures count entities reproduced exactly (Menestrina et al. 2010's exact-match cluster
+P/R/F1, singletons included); B3 is the B-cubed F1 (per record, averaged). See
+citybase.fusion.evaluate. Every system clusters at match probability 0.9. The scale run
+resolves the sample city's person and enterprise records (citybase.sim at --scale) in a child
+process, so that its peak RSS is its own.
 
 Splink is configured from its own documentation: the FEBRL3 example (duckdb/febrl3) for FEBRL
 1-3, the FEBRL4 example's detailed model for FEBRL 4; there are no Splink examples for the other
@@ -358,15 +360,15 @@ def one_in_child(name: str, system: str, memory_gb: float, timeout: int) -> Row:
     )
 
 
-HEADS = ("pairP", "pairR", "pairF1", "clP", "clR", "clF1")
+HEADS = ("pairP", "pairR", "pairF1", "clP", "clR", "clF1", "B3F1")
 
 
 def _print_row(row: Row) -> None:
     name, system, sc, secs, note = row
     vals = (
-        [None] * 6
+        [None] * len(HEADS)
         if sc is None
-        else [sc.pair_p, sc.pair_r, sc.pair_f1, sc.cluster_p, sc.cluster_r, sc.cluster_f1]
+        else [sc.pair_p, sc.pair_r, sc.pair_f1, sc.cluster_p, sc.cluster_r, sc.cluster_f1, sc.b3_f1]
     )
     print(f"{name:<28} {system:<9} {' '.join(fmt(v) for v in vals)} {secs:7.1f}  {note}", flush=True)
 
@@ -429,6 +431,10 @@ def main() -> None:
     print(f"\n{'dataset':<28} {'system':<9} " + " ".join(f"{h:>6}" for h in HEADS) + f" {'time s':>7}  note")
     for row in rows:
         _print_row(row)
+    print(
+        "\npair: pairs of records in one entity; cl: entities reproduced exactly (Menestrina et al."
+        " 2010, singletons included); B3: B-cubed F1"
+    )
     if scale_out:
         print(
             f"\nsample city: {scale_out['records']:,} records resolved in {scale_out['seconds']:.1f} s wall"

@@ -127,3 +127,74 @@ def test_constrained_components_keep_rejected_pairs_apart() -> None:
     assert constrained_components(4, left, right, w, []).tolist() == [0, 0, 0, 0]
     # 0 and 3 must stay apart: the weakest edge on the chain (1-2) is the one dropped
     assert constrained_components(4, left, right, w, [(0, 3)]).tolist() == [0, 0, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("address", "street"),
+    [
+        ("4217 west 18th street", "18"),
+        ("4217 west 18th", "18"),
+        ("7146 48 south ashland avenue", "ashland"),  # a range: 7146-48
+        ("1900 west van buren street 1608", "vanburen"),
+        ("1900 west vanburen", "vanburen"),
+        ("540 north lake shore drive", "lakeshore"),
+        ("78 west van buren floor 1", "vanburen"),
+        ("69th and sangamon", "69andsangamon"),
+        (None, None),
+    ],
+)
+def test_street_name_same_however_typed(address: str | None, street: str | None) -> None:
+    from citybase.fusion.compare import street_name
+
+    assert street_name(address) == street
+
+
+def test_one_edit() -> None:
+    from citybase.fusion.features import _one_edit
+
+    assert _one_edit("60608", "60608") and _one_edit("60608", "60680") and _one_edit("60608", "6068")
+    assert _one_edit("60608", "60609") and not _one_edit("60608", "60690")
+    assert not _one_edit("60608", "606") and _one_edit("abc", "abxc")
+
+
+def test_exclusive_conflicts_follow_the_exclusive_level() -> None:
+    from citybase.fusion.features import exclusive_conflicts, prepare
+
+    rules = MatchRules.model_validate(
+        {
+            "entity_type": "site",
+            "fields": [
+                {"name": "address", "kind": "address", "language": "latin", "exclusive": True},
+                {"name": "code", "kind": "code", "exclusive": True},
+            ],
+            "blocking": [["address"]],
+        }
+    )
+    records = pa.table(
+        {
+            "record_id": ["a", "b", "c", "d", "e"],
+            "source": ["s"] * 5,
+            "address": ["12 W Main St", "12 west main", "14 W Main", "99 Oak Ave", "12 Main Street"],
+            "code": ["X1", "X1", None, None, "Q9"],
+        }
+    )
+    prepared = prepare(records, rules)
+    # one cluster 0-3, another 4 alone: 99 Oak conflicts with the three Main Street records
+    # (another number, another street); 14 Main is the same street, not a conflict
+    labels = np.array([0, 0, 0, 0, 4])
+    assert sorted(exclusive_conflicts(prepared, rules, labels)) == [(0, 3), (1, 3), (2, 3)]
+    # different codes more than one edit apart conflict too
+    labels = np.array([0, 1, 2, 3, 0])
+    assert exclusive_conflicts(prepared, rules, labels) == [(0, 4)]
+
+
+def test_separate_redoes_only_components_with_a_conflict() -> None:
+    from citybase.fusion.cluster import separate
+
+    # 0-1-2 a chain, 3-4 another component; 0 and 2 conflict
+    left, right = np.array([0, 1, 3]), np.array([1, 2, 4])
+    w = np.array([0.99, 0.95, 0.97])
+    labels = connected_components(5, left, right)
+    assert labels.tolist() == [0, 0, 0, 3, 3]
+    assert separate(labels, left, right, w, [(0, 2)]).tolist() == [0, 0, 2, 3, 3]
+    assert separate(labels, left, right, w, [(3, 1)]).tolist() == [0, 0, 0, 3, 3]  # not together

@@ -48,6 +48,7 @@ CHICAGO_RULES = MatchRules.model_validate(
             ["phone"],
             ["address_num", "zip"],
             ["address"],
+            ["address_num", "address_street"],
             "l.address_num = r.address_num and substr(l.name, 1, 3) = substr(r.name, 1, 3)",
             ["name"],
         ],

@@ -171,6 +171,46 @@ def text(value: str | None) -> str | None:
     return s or None
 
 
+_DIRECTIONS = frozenset(
+    ["north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"]
+)
+_STREET_TYPES = frozenset(
+    ["street", "avenue", "boulevard", "road", "drive", "lane", "place", "court", "crescent", "circuit",
+     "highway", "parkway", "square", "terrace", "parade", "close", "way", "plaza", "trail", "row"]
+)  # fmt: skip
+_UNIT_WORDS = frozenset(["unit", "suite", "floor", "building", "room", "site"])
+_ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
+
+
+def street_name(normalised: str | None) -> str | None:
+    """The name of the street of a normalised western address, without number, direction or type.
+
+    What stays the same however the street was typed: the house number (and the second half of
+    a range, 7146-48), the direction, the street type and anything after it (a unit, a floor) are
+    dropped, ordinals lose their suffix (51st = 51) and spaces go (van buren = vanburen).
+
+    >>> street_name("7146 48 south ashland avenue"), street_name("112 east 51st street floor 2")
+    ('ashland', '51')
+    >>> street_name("1900 west van buren street 1608"), street_name("8128 south king drive")
+    ('vanburen', 'king')
+    """
+    if not normalised:
+        return None
+    toks = normalised.split()
+    if toks and toks[0].isdigit():
+        toks = toks[1:]
+        if toks and toks[0].isdigit() and len(toks[0]) <= 2:
+            toks = toks[1:]  # a range: 7146-48
+    out: list[str] = []
+    for t in toks:
+        if t in _DIRECTIONS and not out:
+            continue
+        if out and (t in _STREET_TYPES or t in _UNIT_WORDS):
+            break
+        out.append(_ORDINAL.sub(r"\1", t))
+    return "".join(out) or None
+
+
 def apply(fn: Callable[[str | None], str | None], column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """`fn` over the distinct values of a string column, spread back to every row."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

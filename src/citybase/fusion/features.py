@@ -8,9 +8,13 @@ Splink's.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,8 +25,9 @@ from citybase.fusion.divisions import Divisions
 from citybase.fusion.geocode import Reference, geocode, name_key, road_key
 from citybase.fusion.rules import FieldRule, MatchRules
 
+log = logging.getLogger(__name__)
 UID = "uid"  # source + record id: unique across departments
-EXCLUSIVE_M = 1e-4  # m of "values differ" on an exclusive field
+EXCLUSIVE_M = 1e-6  # m of "values differ" on an exclusive field
 
 
 @dataclass
@@ -91,7 +96,7 @@ def _columns(records: pa.Table, f: FieldRule, ctx: AddressContext | None) -> dic
     if f.language == "latin":
         norm = compare.apply(normalise_street, raw)
         num = compare.apply(lambda s: parse_western(s).number, norm)
-        return {n: norm, f"{n}_num": num}
+        return {n: norm, f"{n}_num": num, f"{n}_street": compare.apply(compare.street_name, norm)}
     if ctx is None:  # no division table configured: compare the normalised text only
         none = pa.nulls(len(raw), pa.string())
         return {
@@ -197,15 +202,19 @@ def comparisons(rules: MatchRules) -> list[Any]:
                 cll.ElseLevel(),
             ]
         elif f.language == "latin":
-            num = f"{n}_num"
+            num, street = f"{n}_num", f"{n}_street"
             levels = [
                 cll.NullLevel(n),
                 cll.ExactMatchLevel(n),
+                cll.CustomLevel(
+                    f'"{num}_l" = "{num}_r" and "{street}_l" = "{street}_r"', "same number and street"
+                ),
                 cll.CustomLevel(
                     f'"{num}_l" = "{num}_r" and jaro_winkler_similarity("{n}_l", "{n}_r") >= 0.88',
                     "number, street ~",
                 ),
                 cll.CustomLevel(f'"{num}_l" = "{num}_r"', "same number, other street"),
+                cll.CustomLevel(f'"{street}_l" = "{street}_r"', "same street, other number"),
                 _exclusive(cll.CustomLevel(f'"{num}_l" <> "{num}_r"', "other number"), f),
                 cll.JaroWinklerLevel(n, 0.9),
                 cll.CustomLevel(_token_overlap(n, 0.5), "tokens >= 0.5"),
@@ -246,3 +255,76 @@ def _token_overlap(col: str, at_least: float) -> str:
         f"len(list_intersect(list_distinct({a}), list_distinct({b})))::double"
         f" / greatest(len(list_distinct(list_concat({a}, {b}))), 1) >= {at_least}"
     )
+
+
+MAX_CONFLICT_CLUSTER = 2000  # members; a bigger cluster is left as it is (and logged)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Damerau-Levenshtein (optimal string alignment) distance of at most one."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        diff = [i for i in range(la) if a[i] != b[i]]
+        return len(diff) == 1 or (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
+    short, long_ = (a, b) if la < lb else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1 :]
+
+
+def _address_differs(num: list[Any], street: list[Any]) -> Callable[[int, int], bool]:
+    """Different house numbers, not on the same street: the exclusive level of a western address."""
+    return lambda i, j: bool(num[i] != num[j] and not (street[i] is not None and street[i] == street[j]))
+
+
+def _code_differs(key: list[Any]) -> Callable[[int, int], bool]:
+    """More than one edit apart: the exclusive level of an identity number or code."""
+    return lambda i, j: not _one_edit(key[i], key[j])
+
+
+def exclusive_conflicts(prepared: pa.Table, rules: MatchRules, labels: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs of records put in one cluster that an exclusive field says are different entities.
+
+    The same test as the field's "values differ" level: two valid identity numbers more than one
+    edit apart; two western addresses with different house numbers, not on the same street. A
+    chain of links (A-B on a shared phone, B-C on a similar name) can join such a pair though no
+    link joins them directly; clustering keeps them apart instead (`cluster.separate`).
+    """
+    out: list[tuple[int, int]] = []
+    for f in rules.fields:
+        if not f.exclusive:
+            continue
+        n = f.name
+        if f.kind == "address" and f.language == "latin":
+            key = prepared[f"{n}_num"].to_pylist()
+            differ = _address_differs(key, prepared[f"{n}_street"].to_pylist())
+        elif f.kind in ("cn_id", "uscc", "phone", "code"):
+            key = prepared[n].to_pylist()
+            differ = _code_differs(key)
+        else:
+            continue
+        frame = pd.DataFrame({"label": labels, "key": key}).dropna()
+        distinct = frame.drop_duplicates().groupby("label").size()
+        for label in distinct[distinct > 1].index.tolist():
+            members = frame.index[frame["label"].to_numpy() == label].to_numpy()
+            if len(members) > MAX_CONFLICT_CLUSTER:
+                log.warning("cluster of %d records not checked for %s conflicts", len(members), n)
+                continue
+            by_key: dict[Any, list[int]] = {}
+            for i in members.tolist():
+                by_key.setdefault(key[i], []).append(i)
+            groups = list(by_key.values())
+            for x in range(len(groups)):
+                for y in range(x + 1, len(groups)):
+                    out.extend((i, j) for i in groups[x] for j in groups[y] if differ(i, j))
+    return out

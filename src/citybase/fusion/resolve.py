@@ -23,8 +23,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from citybase.errors import InputError, MissingDependency
-from citybase.fusion.cluster import constrained_components
-from citybase.fusion.features import UID, AddressContext, comparisons, prepare, uids
+from citybase.fusion.cluster import constrained_components, separate
+from citybase.fusion.features import (
+    UID,
+    AddressContext,
+    comparisons,
+    exclusive_conflicts,
+    prepare,
+    uids,
+)
 from citybase.fusion.golden import golden_records
 from citybase.fusion.review import ReviewQueue, _ordered
 from citybase.fusion.rules import BlockingRule, MatchRules
@@ -153,11 +160,96 @@ def train_and_score(
                 )
             except Exception as e:
                 log.warning("EM pass %s skipped: %s", b, e)
+        _refine_u(linker, con, prepared, rules, seed)
         pred = linker.inference.predict(threshold_match_probability=rules.review_threshold)
         pairs = _pairs(pred)
         model = linker.misc.save_model_to_json()
     con.close()
     return pairs, model
+
+
+U_ROUNDS = 50  # at most; each round is a pass over the sampled pairs' levels (numpy)
+
+
+def _refine_u(linker: Any, con: Any, prepared: pa.Table, rules: MatchRules, seed: int) -> None:
+    """u from random pairs weighted by how unlikely each is to be a match (an E-step on them).
+
+    `estimate_u_using_random_sampling` counts every random pair as a non-match, but a share
+    lambda (the prior) are matches, and they sit in the agreeing levels. Where records have
+    several duplicates each (the Chicago sites: three records per site, lambda = 1e-3), the
+    matches are most of the random pairs that agree exactly, and an exact address looks fifty
+    times commoner among non-matches than it is, so agreement counts for too little. Here the
+    trained model scores the same kind of random sample, and each pair counts towards u by its
+    probability of *not* being a match, in rounds until u settles (the probabilities move with
+    u). A level seen only among matches gets half a pair's worth. Where duplicates are rare (a million
+    people, lambda = 1e-6) nothing moves.
+    """
+    settings = linker._settings_obj
+    lam = float(settings._probability_two_random_records_match)
+    comps = settings.comparisons
+    if not 0 < lam < 1 or not comps:
+        return
+    n = prepared.num_rows
+    rows = int(min(n, 0.5 * ((8 * rules.u_max_pairs + 1) ** 0.5 + 1)))
+    rng = np.random.default_rng(seed)
+    sample = prepared.take(pa.array(np.sort(rng.choice(n, size=rows, replace=False))))
+    cols = [c for c in sample.column_names if c not in (UID, "source_dataset")]
+    con.register("__u_sample", sample.append_column("__i", pa.array(np.arange(rows, dtype=np.int64))))
+    gammas: list[str] = []
+    for comp in comps:
+        whens = " ".join(
+            f"when {lev.sql_condition} then {i}"
+            for i, lev in enumerate(comp.comparison_levels)
+            if lev.sql_condition.strip().upper() != "ELSE"
+        )
+        gammas.append(f"(case {whens} else {len(comp.comparison_levels) - 1} end)::tinyint as g{len(gammas)}")
+    pairs_on = "l.__i < r.__i"
+    if rules.link_type == "link_only" and "source_dataset" in sample.column_names:
+        pairs_on += " and l.source_dataset <> r.source_dataset"
+    select = ", ".join([f'l."{c}" as "{c}_l", r."{c}" as "{c}_r"' for c in cols])
+    g = con.sql(
+        f"select {', '.join(gammas)} from (select {select} from __u_sample l join __u_sample r on {pairs_on})"
+    ).fetchnumpy()
+    con.unregister("__u_sample")
+    levels = [comp.comparison_levels for comp in comps]
+    codes = [np.asarray(g[f"g{k}"], dtype=np.int64) for k in range(len(comps))]
+    if not len(codes[0]):
+        return
+    floor = 0.5 / len(codes[0])
+    for _ in range(U_ROUNDS):
+        before = [[lev.u_probability for lev in lv if not lev.is_null_level] for lv in levels]
+        log_bf = np.zeros(len(codes[0]))
+        for lv, code in zip(levels, codes, strict=True):
+            table = np.array(
+                [
+                    0.0
+                    if lev.is_null_level or lev.m_probability is None or lev.u_probability is None
+                    else np.log(max(lev.m_probability, 1e-12) / max(lev.u_probability, 1e-12))
+                    for lev in lv
+                ]
+            )
+            log_bf += table[code]
+        odds = np.log(lam / (1 - lam)) + log_bf
+        nonmatch = 1.0 / (1.0 + np.exp(np.clip(odds, -700, 700)))
+        for lv, code in zip(levels, codes, strict=True):
+            weight = np.bincount(code, weights=nonmatch, minlength=len(lv))
+            real = [i for i, lev in enumerate(lv) if not lev.is_null_level]
+            total = weight[real].sum()
+            if total <= 0:
+                continue
+            for i in real:
+                lev = lv[i]
+                if lev._fix_u_probability or not lev._u_is_trained:
+                    continue
+                lev.u_probability = float(min(max(weight[i] / total, floor), 1.0))
+        after = [[lev.u_probability for lev in lv if not lev.is_null_level] for lv in levels]
+        change = max(
+            abs(np.log(max(a or floor, floor) / max(b or floor, floor)))
+            for xs, ys in zip(after, before, strict=True)
+            for a, b in zip(xs, ys, strict=True)
+        )
+        if change < 0.01:  # every u within 1% of the last round's
+            break
 
 
 def score_new(new: pa.Table, existing: pa.Table, rules: MatchRules, model: dict[str, Any]) -> pa.Table:
@@ -206,8 +298,14 @@ def _decide(pairs: pa.Table, rules: MatchRules, queue: ReviewQueue | None) -> tu
 
 
 def _cluster(
-    all_uids: pa.Array, pairs: pa.Table, accepted: set[tuple[str, str]], rejected: set[tuple[str, str]]
+    all_uids: pa.Array,
+    pairs: pa.Table,
+    accepted: set[tuple[str, str]],
+    rejected: set[tuple[str, str]],
+    prepared: pa.Table,
+    rules: MatchRules,
 ) -> np.ndarray:
+    """Entities: linked and accepted pairs joined, rejected pairs and exclusive conflicts apart."""
     linked = pairs.filter(pc.is_in(pairs["decision"], pa.array(["link", "accepted"])))
     left = pa.concat_arrays(
         [linked["uid_l"].combine_chunks(), pa.array([a for a, _ in accepted], pa.string())]
@@ -225,7 +323,16 @@ def _cluster(
     if rejected:
         index = {u: i for i, u in enumerate(all_uids.to_pylist())}
         cannot = [(index[a], index[b]) for a, b in rejected if a in index and b in index]
-    return constrained_components(len(all_uids), li[keep], ri[keep], weight[keep], cannot)
+    is_accepted = np.arange(len(li)) >= len(li) - len(accepted)
+    li, ri, weight, is_accepted = li[keep], ri[keep], weight[keep], is_accepted[keep]
+    labels = constrained_components(len(all_uids), li, ri, weight, cannot)
+    conflicts = exclusive_conflicts(prepared, rules, labels)
+    if not conflicts:
+        return labels
+    pairs_kept = zip(li[is_accepted].tolist(), ri[is_accepted].tolist(), strict=True)
+    kept = {(min(a, b), max(a, b)) for a, b in pairs_kept}
+    conflicts = [(a, b) for a, b in conflicts if (min(a, b), max(a, b)) not in kept]  # a person said so
+    return separate(labels, li, ri, weight, cannot + conflicts)
 
 
 def _assemble(
@@ -241,7 +348,7 @@ def _assemble(
     uid_array = prepared[UID].combine_chunks()
     all_uids = uid_array.to_pylist()
     accepted, rejected = queue.decisions(rules.entity_type) if queue else (set(), set())
-    labels = _cluster(uid_array, pairs, accepted, rejected)
+    labels = _cluster(uid_array, pairs, accepted, rejected, prepared, rules)
     if store is not None:
         ids = store.assign(rules.entity_type, rules.id_prefix, all_uids, labels)
         if queue is not None:
