@@ -1,34 +1,42 @@
 """Sharing benchmark: what enforcing a grant costs on the core queries, and what metering costs.
 
-    python benchmarks/share_bench.py --points 3000000
+    python benchmarks/share_bench.py --points 3000000 --reps 51
 
 N GPS points from the sample city's generator, each carrying a driver's name and phone (personal
 fields), over ~300 districts, 2 DuckDB threads. Each of B1 (st_bench.py's box: ~3% of these
-points), B2 (bbox + one day) and B5 (per district per hour over a day) runs
+points), B2 (bbox + one day), B3 (one vehicle's track over a day), B4 (10 nearest) and B5 (per
+district per hour over a day) runs
 
 - open: the engine with no scope (every stored column: what the provider reads),
 - asked: the columns a consumer asked for, nothing else (projection only),
 - filter: the same columns and the grant's row filter, no masks (to tell the two costs apart),
 - grant: the same columns through a realistic grant scope — projection, a row filter naming the
   districts of the grant (all of them here, so that every row is tested and the answer does not
-  shrink: the overhead is the filter's and the masks' cost alone), and masks on the name and phone,
+  shrink: the overhead is the filter's and the masks' cost alone), and the name and phone masked,
+  read from their shadow columns (masked once, when the rows were written: docs/adr/0005),
+- onfly: the same grant with the masks computed in the query instead (what a table made before
+  shadow columns costs, and what every grant cost before them),
 - narrow: the grant narrowed to one district (a smaller answer, for reference),
 - read: the grant through `Sharing.read` (grant lookup in the metadata database, scope building,
   metering) — the whole price a consumer pays,
 
-and prints p50 (and minimum) latencies and the ratios grant/open (the overhead of enforcement),
-filter/open (of the row filter alone) and read/open (of the whole consumer path).
-Then it times metering: `Usage.record` per use and a flush of a 10,000-use batch.
+round-robin, and prints p50 latencies, and per variant the ratio to open of the p50 wall time and
+of the p50 CPU time of the process (DuckDB's threads included). On a machine others share, CPU time
+is the steadier measure of the work a query does; wall time swings with the load (printed).
+Then it times the masking done at write time, and metering: `Usage.record` per use and a flush of
+a 10,000-use batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -39,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from citybase import CityBase
+from citybase.gateway.conform import shadows
 from citybase.model.city import Level
 from citybase.places.city import City, Layer
 from citybase.query.scope import ReadScope
@@ -73,17 +82,23 @@ SURNAMES = np.array(list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, tuple[float, float, Any]]:
-    """p50 and minimum in ms of each function, run round-robin (after one warm-up each) so that a
-    load change on a shared machine weighs on every variant alike; and each one's last result.
-    The minimum is the better estimate of a query's own cost where other work shares the cores."""
+    """p50 wall time and p50 CPU time (this process, all threads) in ms of each function, run
+    round-robin (after one warm-up each) so that a load change on a shared machine weighs on every
+    variant alike; and each one's last result."""
     out = {k: fn() for k, fn in fns.items()}
     ts: dict[str, list[float]] = {k: [] for k in fns}
+    cs: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             out[k] = fn()
             ts[k].append((time.perf_counter() - t) * 1000)
-    return {k: (statistics.median(v), min(v), out[k]) for k, v in ts.items()}
+            cs[k].append((time.process_time() - c) * 1000)
+    return {k: (statistics.median(ts[k]), statistics.median(cs[k]), out[k]) for k in fns}
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def make_data(d: Path, n: int, n_districts: int, seed: int) -> tuple[Path, Any]:
@@ -135,7 +150,8 @@ def main() -> None:
         t = time.perf_counter()
         r = cb.load("gps", parquet)
         assert r.added == args.points, r
-        print(f"loaded in {time.perf_counter() - t:.1f} s")
+        load_s = time.perf_counter() - t
+        print(f"loaded in {load_s:.1f} s")
         for dept in ("transport", "police"):
             cb.registry.add_department(dept)
         share = Sharing(cb, usage_interval=3600)
@@ -143,8 +159,9 @@ def main() -> None:
         police = Principal("police", Role.MEMBER, "bench")
 
         q = cb.query
-        first = next(pq.ParquetFile(parquet).iter_batches(batch_size=1, columns=["ts"]))
+        first = next(pq.ParquetFile(parquet).iter_batches(batch_size=1, columns=["ts", "object_id"]))
         t0 = first.column(0)[0].as_py().replace(minute=0, second=0, microsecond=0)
+        first_obj = first.column(1)[0].as_py()
         b = g.total_bounds
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         w = (b[2] - b[0]) * 0.0275
@@ -163,8 +180,11 @@ def main() -> None:
         req = share.request(police, "gps", purpose="benchmark", fields=ASKED, row_filter=every)
         share.decide(provider, req.id, Decision(action="approve"))
         assert share.scope_for(police, "gps") == grant
+        assert set(grant.shadows) == set(grant.masked)
+        assert set(grant.shadows.values()) <= cb.lake.columns("gps")
         print(
-            f"grant scope: {len(grant.fields or [])} columns, masks on {sorted(grant.masked)}, "
+            f"grant scope: {len(grant.fields or [])} columns, masks on {sorted(grant.masked)} "
+            f"(read from {sorted(grant.shadows.values())}), "
             f"filter on {len(codes)} districts and a time window"
         )
         t = time.perf_counter()
@@ -175,17 +195,25 @@ def main() -> None:
         )
 
         b5 = {"level": "district", "start": day[0], "end": day[1], "every": "1h"}
+        obj = int(first_obj)
         queries: dict[str, tuple[Callable[..., Any], dict[str, Any], str]] = {
             "B1 bbox": (q.bbox, {"bbox": box}, "bbox"),
             "B2 bbox+day": (q.range, {"area": box, "start": day[0], "end": day[1]}, "range"),
+            "B3 track, 1 day": (q.track, {"object_id": obj, "start": day[0], "end": day[1]}, "track"),
+            "B4 knn k=10": (q.nearest, {"lon": cx, "lat": cy, "k": 10}, "nearest"),
             "B5 district x hour, 1 day": (q.counts_by_place, b5, "counts"),
         }
         filtered = ReadScope(fields=grant.fields, row_filter=grant.row_filter)  # the grant less its masks
-        cols = ["open", "asked", "filter", "grant", "narrow", "read"]
+        onfly = replace(grant, shadows={})  # the grant, masks computed at read time
+        cols = ["open", "asked", "filter", "grant", "onfly", "narrow", "read"]
+        ratios = ["filter", "grant", "onfly", "read"]
         print(
-            f"\nlatency in ms, p50 (min), {args.reps} interleaved runs after a warm-up\n{'query':<28}"
-            + "".join(f"{c:>15}" for c in cols)
-            + f"{'grant/open':>14}{'filter/open':>14}{'read/open':>14}  rows open / grant / narrow"
+            f"\n{args.reps} interleaved runs after a warm-up; load average {_load()} before\n"
+            "latency p50 in ms; then <variant>/open as p50 wall (p50 CPU)\n"
+            f"{'query':<27}"
+            + "".join(f"{c:>8}" for c in cols)
+            + "".join(f"{r + '/open':>15}" for r in ratios)
+            + "  rows open / grant / narrow"
         )
         for name, (fn, kw, read_name) in queries.items():
             variants: dict[str, Callable[[], Any]] = {
@@ -193,24 +221,35 @@ def main() -> None:
                 "asked": partial(fn, "gps", **kw, scope=asked),
                 "filter": partial(fn, "gps", **kw, scope=filtered),
                 "grant": partial(fn, "gps", **kw, scope=grant),
+                "onfly": partial(fn, "gps", **kw, scope=onfly),
                 "narrow": partial(fn, "gps", **kw, scope=narrow),
                 "read": partial(share.read, police, "gps", read_name, **kw),
             }
             res = interleaved(variants, args.reps)
             med = {k: v[0] for k, v in res.items()}
-            low = {k: v[1] for k, v in res.items()}
+            cpu = {k: v[1] for k, v in res.items()}
             rows = {k: v[2].num_rows for k, v in res.items()}
-            assert rows["grant"] == rows["open"] == rows["read"], rows
-            ratio = "".join(
-                f"{med[a] / med[b]:>7.2f} ({low[a] / low[b]:.2f})"
-                for a, b in (("grant", "open"), ("filter", "open"), ("read", "open"))
-            )
+            assert rows["grant"] == rows["open"] == rows["read"] == rows["onfly"], rows
+            for c in ("driver", "phone"):
+                if c in res["grant"][2].column_names:
+                    assert res["grant"][2].column(c).equals(res["onfly"][2].column(c)), c
             print(
-                f"{name:<28}"
-                + "".join(f"{med[c]:>8.1f} ({low[c]:>4.0f})" for c in cols)
-                + ratio
+                f"{name:<27}"
+                + "".join(f"{med[c]:>8.1f}" for c in cols)
+                + "".join(f"{med[r] / med['open']:>8.2f} ({cpu[r] / cpu['open']:.2f})" for r in ratios)
                 + f"  {rows['open']:,} / {rows['grant']:,} / {rows['narrow']:,}"
             )
+        print(f"load average {_load()} after")
+
+        # -- masking at write time -----------------------------------------------------------
+        sample = pq.read_table(parquet, columns=["driver", "phone"])
+        t = time.perf_counter()
+        shadows(spec, {c: sample.column(c) for c in sample.column_names})
+        took = time.perf_counter() - t
+        print(
+            f"\nmasking at write time (shadow columns): {took:.2f} s for {sample.num_rows:,} rows x 2 fields "
+            f"({took / sample.num_rows / 2 * 1e9:.0f} ns a value; the load took {load_s:.1f} s)"
+        )
 
         # -- metering ------------------------------------------------------------------------
         u = Usage(cb.meta, share.clock, batch=10_000, interval=3600)

@@ -313,11 +313,18 @@ def test_long_lists_use_list_contains(world: World) -> None:
     spec = world.cb.datasets["visits"]
     many: list[str | int | float | bool] = [f"v{i}" for i in range(40)]
     sql = RowFilter(equals={"visit_id": many}).sql(spec)
+    assert sql is not None and sql.startswith("(list_contains(string_split('v0,v1,")
+    commas: list[str | int | float | bool] = [f"v,{i}" for i in range(20)]  # another separator
+    sql = RowFilter(equals={"visit_id": commas}).sql(spec)
+    assert sql is not None and sql.startswith("(list_contains(string_split('v,0\x1fv,1")
+    both: list[str | int | float | bool] = [f"v,\x1f{i}" for i in range(20)]  # no separator left
+    sql = RowFilter(equals={"visit_id": both}).sql(spec)
     assert sql is not None and sql.startswith("(list_contains([")
     assert RowFilter(equals={"visit_id": []}).sql(spec) == "(FALSE)"
-    n = world.cb.query.bbox(
-        "visits",
-        (0, 0, 180, 90),
-        scope=grant_scope(spec, None, [RowFilter(equals={"visit_id": [*many, "v0A00"]})]),
-    )
-    assert n.num_rows == 1
+    for values in (many, commas, both):
+        n = world.cb.query.bbox(
+            "visits",
+            (0, 0, 180, 90),
+            scope=grant_scope(spec, None, [RowFilter(equals={"visit_id": [*values, "v0A00"]})]),
+        )
+        assert n.column("visit_id").to_pylist() == ["v0A00"]

@@ -323,14 +323,13 @@ class FusionService:
         records = read_records(self.cb, who, views, mem["uid"].to_pylist(), f"entities ({et.entity_type})")
         prov = f.provenance.filter(pc.is_in(f.provenance["entity_id"], pa.array(ids)))
         golden = golden_for(prov, records, views)
+        members: dict[str, list[str]] = {}
+        for u, e in zip(mem["uid"].to_pylist(), mem["entity_id"].to_pylist(), strict=True):
+            if u in records:
+                members.setdefault(e, []).append(u)
         out = {}
         for eid in ids:
-            mine = [
-                u
-                for u, e in zip(mem["uid"].to_pylist(), mem["entity_id"].to_pylist(), strict=True)
-                if e == eid
-            ]
-            mine = [u for u in mine if u in records]
+            mine = members.get(eid, [])
             out[eid] = EntitySummary(
                 id=eid,
                 type=et.entity_type,

@@ -7,12 +7,18 @@ value by value to find which rows are bad.
 
 Times: values with a zone offset are converted to UTC; values without one are read in the city's
 time zone (a department's clock), then converted. Stored times are UTC.
+
+Personal text fields get their masked form once, here (`shadows`), into shadow columns that a masked
+read takes as they are (docs/adr/0005). `conform` leaves them out of its rows (the durable log keeps
+what was sent); the enrichment step, which lays rows out as the lake stores them, adds them from
+the conformed values, so every row written to the lake has them, however it came.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +34,8 @@ from citybase.errors import InputError
 from citybase.gateway.readers._common import ERROR
 from citybase.gateway.readers.base import LINE
 from citybase.model.dataset import DatasetSpec, FieldSpec, FieldType
-from citybase.model.layout import ARROW_TYPES, QUARANTINE_COLUMNS, stores_shape, value_fields
+from citybase.model.layout import ARROW_TYPES, QUARANTINE_COLUMNS, shadow_columns, stores_shape, value_fields
+from citybase.share.masking import mask_arrow
 
 _OFFSET = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 _TRUE = {"true", "t", "yes", "y", "1", "是", "真"}
@@ -322,6 +329,24 @@ def conform(
     bad = out.bad_mask(n)
     good = full.filter(pa.array(~bad)) if bad.any() else full
     return Conformed(good=good, quarantine=_quarantine_table(spec, table, out, lines, source, batch))
+
+
+def shadows(spec: DatasetSpec, columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> dict[str, pa.Array]:
+    """Shadow column -> the masked values of its personal field (share/masking.py's rule), for the
+    fields present in `columns` (conformed values: the masked form is of the value as stored).
+
+    >>> spec = DatasetSpec(name="v", department="h", system="s", kind="records",
+    ...     fields=[{"name": "patient", "personal": "name"}, {"name": "cost", "type": "float"}])
+    >>> got = shadows(spec, {"patient": pa.array(["张三", None]), "cost": pa.array([1.0, 2.0])})
+    >>> {k: v.to_pylist() for k, v in got.items()}
+    {'patient__masked': ['张*', None]}
+    """
+    out: dict[str, pa.Array] = {}
+    for name, shadow in shadow_columns(spec).items():
+        personal = spec.field(name).personal
+        if name in columns and personal is not None:
+            out[shadow] = mask_arrow(columns[name], personal)
+    return out
 
 
 def _quarantine_table(

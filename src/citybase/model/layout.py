@@ -5,6 +5,11 @@ per city level plus an H3 cell, so that a question about a place is a key lookup
 Areas keep their shape as `geom` (WKB) with a bounding box, as GeoParquet's bbox covering does.
 Provenance: `_batch` (the ingest batch, also in the ledger), `_line` (row in the source), and
 `_ingested_at`. All times are UTC.
+
+A personal text field also has a *shadow column*, `<field>__masked`: its masked form, computed once
+when the row is written (gateway/conform.py, share/masking.py), so that a reader who may only see it
+masked reads a column instead of computing the mask on every query (docs/adr/0005). Shadow columns
+are in the table (`table_columns`) but not among the columns a reader sees (`stored_columns`).
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ def value_fields(spec: DatasetSpec) -> list[str]:
 
 
 def stored_columns(spec: DatasetSpec) -> list[tuple[str, pa.DataType, str]]:
-    """(name, Arrow type, SQL type) of every column of the dataset's lake table, in order."""
+    """(name, Arrow type, SQL type) of every column a reader of the dataset's table sees, in order
+    (the table also holds the shadow columns: `table_columns`)."""
     cols = [
         (f.name, ARROW_TYPES[f.type], SQL_TYPES[f.type]) for f in spec.fields if f.name in value_fields(spec)
     ]
@@ -70,6 +76,39 @@ def stored_columns(spec: DatasetSpec) -> list[tuple[str, pa.DataType, str]]:
         (INGESTED_AT, pa.timestamp("us"), "TIMESTAMP"),
     ]
     return cols
+
+
+#: The suffix of a shadow column's name.
+SHADOW_SUFFIX = "__masked"
+_TEXT = (FieldType.string, FieldType.json)
+
+
+def shadow_columns(spec: DatasetSpec) -> dict[str, str]:
+    """Personal text field -> its shadow column, for the fields stored under their own name.
+
+    A name that a declared field or a stored column already has is not used (that field's mask is
+    then computed at read time).
+
+    >>> spec = DatasetSpec(name="v", department="h", system="s", kind="records", fields=[
+    ...     {"name": "patient", "personal": "name"}, {"name": "born", "type": "date", "personal": "other"},
+    ...     {"name": "cost", "type": "float"}])
+    >>> shadow_columns(spec)
+    {'patient': 'patient__masked'}
+    """
+    taken = {f.name for f in spec.fields} | {n for n, _, _ in stored_columns(spec)}
+    values = set(value_fields(spec))
+    out: dict[str, str] = {}
+    for f in spec.fields:
+        shadow = f.name + SHADOW_SUFFIX
+        if f.personal is not None and f.type in _TEXT and f.name in values and shadow not in taken:
+            out[f.name] = shadow
+    return out
+
+
+def table_columns(spec: DatasetSpec) -> list[tuple[str, pa.DataType, str]]:
+    """(name, Arrow type, SQL type) of every column of the dataset's lake table: the stored columns,
+    then the shadow columns."""
+    return stored_columns(spec) + [(s, pa.string(), "VARCHAR") for s in shadow_columns(spec).values()]
 
 
 def stored_schema(spec: DatasetSpec) -> pa.Schema:

@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
+from citybase.gateway.conform import shadows
 from citybase.model.city import DEFAULT_H3_RESOLUTION
 from citybase.model.dataset import DatasetSpec
-from citybase.model.layout import BATCH, H3, INGESTED_AT, LINE, stored_columns
+from citybase.model.layout import BATCH, H3, INGESTED_AT, LINE, table_columns
 from citybase.places.city import City, h3_cells
 
 
 def enrich(city: City | None, spec: DatasetSpec, rows: pa.Table, batch: str) -> pa.Table:
-    """Add place keys, H3 cell and provenance; return the table in the dataset's stored layout.
+    """Add place keys, H3 cell, provenance and the shadow columns of personal fields (masked
+    values, gateway/conform.py); return the table in the layout of the dataset's lake table.
 
     Rows carry lon/lat (or nulls) from the conform step; with no city set up, the admin keys stay
     null and only the H3 cell is filled.
@@ -33,8 +35,9 @@ def enrich(city: City | None, spec: DatasetSpec, rows: pa.Table, batch: str) -> 
     cols[INGESTED_AT] = pa.repeat(pa.scalar(now, pa.timestamp("us")), n)
     if LINE not in cols:
         cols[LINE] = pa.nulls(n, pa.int64())
+    cols.update(shadows(spec, cols))  # from the values as stored, whatever the rows brought along
     out = {}
-    for name, typ, _ in stored_columns(spec):
+    for name, typ, _ in table_columns(spec):
         arr = cols.get(name)
         out[name] = pa.nulls(n, typ) if arr is None else arr.cast(typ)
     return pa.table(out)

@@ -25,7 +25,7 @@ from shapely.geometry.base import BaseGeometry
 from citybase.errors import InputError
 from citybase.model.city import DEFAULT_H3_RESOLUTION, Level
 from citybase.model.dataset import DatasetSpec, FieldType
-from citybase.model.layout import H3, PLACE_KEYS, stored_columns, stores_shape
+from citybase.model.layout import H3, PLACE_KEYS, shadow_columns, stored_columns, stores_shape
 from citybase.places.city import City
 from citybase.query._sql import TimeLike, literal, parse_time, quote
 from citybase.query.prune import BBox, cover_ranges
@@ -118,9 +118,7 @@ class QueryCore:
         unknown = sorted({*visible, *scope.masked} - set(stored))
         if unknown:
             raise InputError(f"the scope names column(s) {unknown} that dataset {dataset!r} does not have")
-        select = ", ".join(
-            f"({scope.masked[c]}) AS {quote(c)}" if c in scope.masked else quote(c) for c in visible
-        )
+        select = ", ".join(self._column_sql(spec, scope, c) for c in visible)
         conds = [f"({scope.row_filter})"] if scope.row_filter else []
         conds += list(where)
         table = table or self.lake.table(dataset)
@@ -130,6 +128,18 @@ class QueryCore:
             w = f" WHERE {' AND '.join(cs)}" if cs else ""
             parts.append(f"SELECT {select} FROM {table}{w}")
         return Source(spec, "(" + " UNION ALL ".join(parts) + ")", tuple(visible), frozenset(scope.masked))
+
+    def _column_sql(self, spec: DatasetSpec, scope: ReadScope, column: str) -> str:
+        """One visible column as the reader reads it: as stored, its shadow column, or its mask."""
+        if column not in scope.masked:
+            return quote(column)
+        shadow = scope.shadows.get(column)
+        if shadow is not None:
+            if shadow_columns(spec).get(column) != shadow:
+                raise InputError(f"{shadow!r} is not the shadow column of {spec.name}.{column}")
+            if shadow in self.lake.columns(spec.name):
+                return f"{quote(shadow)} AS {quote(column)}"
+        return f"({scope.masked[column]}) AS {quote(column)}"
 
     def spatial_source(
         self,

@@ -11,6 +11,11 @@ A query's own predicates (a bbox, a time window, an object id) apply to that rel
 masked values: a reader whose coordinates are coarsened searches the coarsened coordinates. A query
 that needs a column the scope hides fails with `ScopeError` instead of reading it.
 
+A masked personal text field whose table holds its masked form in a shadow column (written with the
+row: model/layout.py, docs/adr/0005) is read from that column, renamed to the field (`shadows`),
+instead of computing the mask at every read: `"phone__masked" AS "phone"`. Shadow columns are never
+among a reader's columns, masked or not.
+
 `row_filter` and the `masked` expressions are SQL written by the platform (the share box), never by
 the reader: they are trusted and go into the query as given.
 """
@@ -39,6 +44,9 @@ class ReadScope:
     row_filter: str | None = None
     #: Column -> SQL expression (over the stored columns) that replaces the column's value.
     masked: dict[str, str] = field(default_factory=dict)
+    #: Masked column -> its shadow column, which holds exactly what its `masked` expression gives;
+    #: read instead of the expression where the dataset's table has it.
+    shadows: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:

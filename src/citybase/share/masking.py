@@ -1,9 +1,15 @@
-"""Masks for personal fields: one SQL expression per personal-data class, and its Python twin.
+"""Masks for personal fields: one rule per personal-data class, in three equal forms.
 
-The SQL form goes into a `ReadScope` and is applied inside the query engine, so a consumer never
-receives the raw value; the Python form documents the rule and lets tests check the SQL. The rules
-follow common practice for Chinese personal data (GB/T 35273 examples): keep enough to recognise
-a record one already knows, never enough to find a person one does not.
+- Python (`PYTHON_MASKS`): the reference, one value at a time; the other two are tested against it.
+- Arrow (`mask_arrow`): vectorised, applied once when a row is written, into the field's shadow
+  column (`<field>__masked`, model/layout.py; gateway/conform.py computes it). A masked read is then
+  a plain column read (docs/adr/0005).
+- SQL (`mask_sql`): goes into a `ReadScope`, applied inside the query engine where no shadow column
+  holds the masked value (a table made before shadow columns, a non-text field).
+
+Either way a consumer never receives the raw value. The rules follow common practice for Chinese
+personal data (GB/T 35273 examples): keep enough to recognise a record one already knows, never
+enough to find a person one does not.
 
 | class | rule | example |
 |---|---|---|
@@ -18,6 +24,9 @@ a record one already knows, never enough to find a person one does not.
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from citybase.model.dataset import FieldType, Personal
 from citybase.model.layout import SQL_TYPES
@@ -128,3 +137,48 @@ def mask_sql(column: str, personal: Personal, type: FieldType = FieldType.string
             f"ELSE substring({c}, 1, 1) || '***' || substring({c}, strpos({c}, '@')) END"
         )
     return f"CASE WHEN {c} IS NULL THEN NULL ELSE '***' END"
+
+
+# -- Arrow ------------------------------------------------------------------------------------------
+
+
+def _stars(count: pa.Array) -> pa.Array:
+    return pc.binary_repeat("*", pc.max_element_wise(count, 0))
+
+
+def _concat(*parts: pa.Array | str) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def mask_arrow(values: pa.Array | pa.ChunkedArray, personal: Personal) -> pa.Array:
+    """The mask of a text column, vectorised: value by value what the Python form gives.
+
+    About 0.1 µs a value; computed once per row when it is written, never per read.
+
+    >>> mask_arrow(pa.array(["张三", None, "李"]), Personal.name).to_pylist()
+    ['张*', None, '*']
+    >>> mask_arrow(pa.array(["zhang.san@example.cn", "@x"]), Personal.email).to_pylist()
+    ['z***@example.cn', '***']
+    """
+    v = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    v = v.cast(pa.string())
+    n = pc.utf8_length(v)  # in code points, as Python's len and DuckDB's length
+
+    def head(k: int) -> pa.Array:
+        return pc.utf8_slice_codeunits(v, 0, k)  # code points too, despite the name
+
+    if personal in (Personal.id_number, Personal.phone):
+        kept = _concat(head(3), _stars(pc.subtract(n, 7)), pc.utf8_slice_codeunits(v, -4))
+        out = pc.if_else(pc.less_equal(n, 7), _stars(n), kept)
+    elif personal is Personal.name:
+        out = pc.if_else(pc.less_equal(n, 1), "*", _concat(head(1), _stars(pc.subtract(n, 1))))
+    elif personal is Personal.address:
+        out = pc.if_else(pc.less_equal(n, 6), "****", _concat(head(6), "****"))
+    elif personal is Personal.email:
+        # The domain: everything from the first "@" on (the text before it removed).
+        domain = pc.replace_substring_regex(v, pattern="^[^@]*", replacement="", max_replacements=1)
+        kept = _concat(head(1), "***", domain)
+        out = pc.if_else(pc.greater_equal(pc.find_substring(v, "@"), 1), kept, "***")
+    else:
+        out = pc.if_else(pc.is_null(v), pa.scalar(None, pa.string()), "***")
+    return out.cast(pa.string())

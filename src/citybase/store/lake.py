@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from citybase.errors import Conflict, NotFound
 from citybase.model.dataset import DatasetSpec
-from citybase.model.layout import H3, QUARANTINE_COLUMNS, stored_columns
+from citybase.model.layout import H3, QUARANTINE_COLUMNS, table_columns
 from citybase.store.engine import connect, load_aliased
 
 CATALOG = "lake"
@@ -118,6 +118,13 @@ class Lake:
             )
         for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
             self._specs[name] = DatasetSpec.model_validate_json(spec)
+        #: Dataset -> the columns its table has (a table made before shadow columns lacks them).
+        self._columns: dict[str, frozenset[str]] = {}
+        for table, column in self.con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?", [CATALOG]
+        ).fetchall():
+            if table in self._specs:
+                self._columns[table] = self._columns.get(table, frozenset()) | {column}
 
     def close(self) -> None:
         self.con.close()
@@ -155,6 +162,12 @@ class Lake:
         except KeyError:
             raise NotFound(f"no dataset named {name!r}") from None
 
+    def columns(self, name: str) -> frozenset[str]:
+        """The columns the dataset's table has: its stored columns and, unless the table was made
+        before them, its shadow columns (model/layout.py)."""
+        self.spec(name)
+        return self._columns.get(name, frozenset())
+
     def table(self, name: str) -> str:
         """The dataset's fully qualified table name, for SQL."""
         self.spec(name)
@@ -171,7 +184,8 @@ class Lake:
                     f"dataset {spec.name!r} is already declared differently; "
                     "changing a declaration needs replace=True (a schema migration)"
                 )
-        cols = ", ".join(f"{quote(n)} {sql}" for n, _, sql in stored_columns(spec))
+        layout = table_columns(spec)
+        cols = ", ".join(f"{quote(n)} {sql}" for n, _, sql in layout)
         with self.transaction() as cur:
             table = f"{CATALOG}.{quote(spec.name)}"
             if old is not None:
@@ -189,13 +203,14 @@ class Lake:
                 [spec.name, spec.model_dump_json(), _now()],
             )
         self._specs[spec.name] = spec
+        self._columns[spec.name] = frozenset(n for n, _, _ in layout)
         return True
 
     # -- writes -------------------------------------------------------------------------------
     # Each works inside a `transaction()`, so that rows and their bookkeeping commit together.
 
     def insert_rows(self, cur: duckdb.DuckDBPyConnection, dataset: str, rows: pa.Table) -> int:
-        """Append rows (in the stored layout); return how many were added.
+        """Append rows (in the table layout, shadow columns included); return how many were added.
 
         Rows whose declared key is already stored, or repeated in the batch, are left out.
         Rows are sorted by H3 cell first, so each row group covers a compact area and min/max
@@ -203,7 +218,8 @@ class Lake:
         """
         spec = self.spec(dataset)
         table = self.table(dataset)
-        cols = stored_columns(spec)
+        have = self.columns(dataset)
+        cols = [c for c in table_columns(spec) if c[0] in have]
         names = [n for n, _, _ in cols]
         select = ", ".join(
             f"ST_GeomFromWKB({quote(n)})" if sql == "GEOMETRY" else quote(n) for n, _, sql in cols
