@@ -69,17 +69,9 @@ def tolerance(zoom: float) -> float:
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """`xmin,ymin,xmax,ymax` or None."""
+    """`xmin,ymin,xmax,ymax` or None (the query engine's parser, citybase.query.ranges)."""
     if not text:
         return None
-    from citybase.errors import InputError
+    from citybase.query.ranges import parse_bbox as parse
 
-    try:
-        x0, y0, x1, y1 = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"bbox {text!r} is not xmin,ymin,xmax,ymax") from None
-    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        raise InputError(f"bbox {text!r} has a coordinate that is not a number")
-    if x1 < x0 or y1 < y0:
-        raise InputError(f"bbox {text!r} has its corners swapped")
-    return (x0, y0, x1, y1)
+    return parse(text)

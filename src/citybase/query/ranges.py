@@ -9,6 +9,7 @@ window, files of other time partitions and row groups outside the window.
 
 from __future__ import annotations
 
+import math
 from typing import TypeAlias
 
 import pyarrow as pa
@@ -22,6 +23,23 @@ from citybase.query.prune import BBox
 from citybase.query.scope import ReadScope
 
 Area: TypeAlias = BBox | BaseGeometry | str
+
+
+def parse_bbox(text: str) -> BBox:
+    """A bbox from its text form `xmin,ymin,xmax,ymax` (URLs, the CLI), checked as `as_area` does.
+
+    >>> parse_bbox("116.3,39.9,116.4,40.0")
+    (116.3, 39.9, 116.4, 40.0)
+    """
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"bbox {text!r} is not xmin,ymin,xmax,ymax") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise InputError(f"bbox {text!r} has a coordinate that is not a number")
+    box = as_area((x0, y0, x1, y1))
+    assert isinstance(box, tuple)
+    return box
 
 
 def as_area(area: Area) -> BBox | BaseGeometry:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from citybase.api.auth import Caller
-from citybase.errors import InputError
+from citybase.query.ranges import parse_bbox
 from citybase.share import (
     AccessRequest,
     AggregateQuery,
@@ -217,14 +217,6 @@ def access_budget(request: Request, dataset: str, who: Caller) -> BudgetState:
 # -- scoped reads ---------------------------------------------------------------------------------
 
 
-def _bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        x0, y0, x1, y1 = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"bbox {text!r} is not xmin,ymin,xmax,ymax") from None
-    return (x0, y0, x1, y1)
-
-
 @router.get("/data/{dataset}/bbox", summary="Rows in a box (and time window), through the caller's grant")
 def data_bbox(
     request: Request,
@@ -235,7 +227,7 @@ def data_bbox(
     end: End = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
 ) -> Response:
-    t = sharing(request).read(who, dataset, "range", area=_bbox(bbox), start=start, end=end, limit=limit)
+    t = sharing(request).read(who, dataset, "range", area=parse_bbox(bbox), start=start, end=end, limit=limit)
     return render(request, t)
 
 
