@@ -3,7 +3,9 @@ and what a department sees follows its grants."""
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,9 @@ from fastapi.testclient import TestClient
 
 from citybase import CityBase
 from citybase.console.geo import tile_bounds
+from citybase.console.index import State, map_index
 from citybase.console.testing import console_app, departments_and_keys, load_city
+from citybase.query.aggregate import h3_parent_sql
 
 
 class Console:
@@ -239,41 +243,223 @@ def test_the_figures_match_the_lake(console: Console) -> None:
     assert f["ingest_lag_s"] >= 0 and f["pending_rows"] == 0
 
 
-def test_the_maps_time_sorted_copy_answers_as_the_lake_does(console: Console) -> None:
-    import time as _time
+def _last_position(cb: CityBase) -> tuple[float, float]:
+    row = cb.sql("SELECT lon, lat FROM lake.vehicle_positions ORDER BY ts DESC LIMIT 1").to_pylist()[0]
+    return row["lon"], row["lat"]
 
-    from citybase.console import layers, tiles
-    from citybase.console.cache import PointCache
+
+def _index(c: Console, dataset: str) -> State:
+    """The app's map index of `dataset`, once built (the router's lifespan starts the build)."""
+    state = map_index(c.app.state).get(dataset, wait=60, fresh=True)
+    assert state is not None, map_index(c.app.state).status()
+    return state
+
+
+def _heat_brute(c: Console, dataset: str, tf: str, t0: datetime, t1: datetime, res: int) -> dict[str, int]:
+    rows = c.cb.sql(
+        f"SELECT lower(hex({h3_parent_sql('h3', res)})) AS cell, count(*) AS n FROM lake.{dataset} "
+        f"WHERE h3 IS NOT NULL AND {tf} >= '{t0}' AND {tf} < '{t1}' GROUP BY ALL"
+    ).to_pylist()
+    return {r["cell"]: r["n"] for r in rows}
+
+
+@pytest.mark.parametrize("res", [8, 6])
+def test_the_index_heat_map_equals_a_brute_force_count_per_cell(console: Console, res: int) -> None:
+    from citybase.console import layers
     from citybase.query.scope import OPEN
 
     cb = console.cb
-    cache = PointCache(cb, min_rows=0)
-    deadline = _time.monotonic() + 60
-    while (copy := cache.relation("vehicle_positions")) is None:
-        assert _time.monotonic() < deadline, "the copy was never built"
-        _time.sleep(0.05)
+    index = _index(console, "vehicle_positions")
     t1 = cb.sql("SELECT max(ts) FROM lake.vehicle_positions").column(0)[0].as_py()
-    t0 = t1 - timedelta(minutes=10)
-    assert layers.heat(cb, "vehicle_positions", OPEN, t0, t1, 8, copy) == layers.heat(
-        cb, "vehicle_positions", OPEN, t0, t1, 8
-    )
-    a = layers.vehicles(cb, "vehicle_positions", OPEN, t1, timedelta(minutes=5), copy)
-    b = layers.vehicles(cb, "vehicle_positions", OPEN, t1, timedelta(minutes=5))
-    assert [f["geometry"] for f in a["features"]] == [f["geometry"] for f in b["features"]] != []
-    lon, lat = (
-        cb.sql("SELECT lon, lat FROM lake.vehicle_positions ORDER BY ts LIMIT 1").to_pylist()[0].values()
-    )
-    x, y = _tile_of(lon, lat, 13)
-    a_tile = tiles.tile(cb, "vehicle_positions", OPEN, 13, x, y, t0, t1, copy)
-    b_tile = tiles.tile(cb, "vehicle_positions", OPEN, 13, x, y, t0, t1)
-    # The same features (the aggregate may write them in another order).
-    assert (len(a_tile[0]), *a_tile[1:]) == (len(b_tile[0]), *b_tile[1:])
-    assert a_tile[2] > 0
-    # A scoped reader never reads the copy: the layer is computed on the lake, through its scope.
+    # Windows on and off hour boundaries, one longer than the data.
+    for t0, t_end in (
+        (t1 - timedelta(minutes=10), t1),
+        (t1 - timedelta(hours=3, seconds=17), t1 + timedelta(microseconds=1)),
+        (t1.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1), t1.replace(minute=0, second=0)),
+        (t1 - timedelta(days=40), t1 + timedelta(days=1)),
+    ):
+        fast = layers.heat(cb, "vehicle_positions", OPEN, t0, t_end, res, index)
+        got = {f["properties"]["cell"]: f["properties"]["count"] for f in fast["features"]}
+        assert got == _heat_brute(console, "vehicle_positions", "ts", t0, t_end, res), (t0, t_end)
+        assert fast == layers.heat(cb, "vehicle_positions", OPEN, t0, t_end, res)  # the lake's answer
+        counts = layers.heat_counts(cb, "vehicle_positions", OPEN, t0, t_end, res, index)
+        assert json.loads(layers.heat_text(*counts)) == fast  # what the route sends
+    # Through HTTP, for the operator: the same counts.
+    t0 = t1 - timedelta(hours=2)
+    fc = console.json("/api/v1/map/heat/vehicle_positions", start=t0.isoformat(), end=t1.isoformat())
+    got = {f["properties"]["cell"]: f["properties"]["count"] for f in fc["features"]}
+    assert got == _heat_brute(console, "vehicle_positions", "ts", t0, t1, 8) != {}
+
+
+def test_index_tiles_equal_the_lakes_and_a_brute_force_count(console: Console) -> None:
+    from citybase.console import tiles
+    from citybase.query.scope import OPEN
+
+    cb = console.cb
+    index = _index(console, "vehicle_positions")
+    t1 = cb.sql("SELECT max(ts) FROM lake.vehicle_positions").column(0)[0].as_py()
+    t0 = t1 - timedelta(minutes=30)
+    lon, lat = _last_position(cb)
+    for z in (11, 13, 15):
+        x, y = _tile_of(lon, lat, z)
+        fast = tiles.tile(cb, "vehicle_positions", OPEN, z, x, y, t0, t1, index)
+        lake = tiles.tile(cb, "vehicle_positions", OPEN, z, x, y, t0, t1)
+        # The same points in the same bins, whoever encodes them (NumPy here, ST_AsMVT there).
+        assert tiles.decode(fast[0]) == tiles.decode(lake[0]) and fast[1:] == lake[1:]
+        x0, y0, x1, y1 = tile_bounds(z, x, y)
+        assert fast[2] == console.count(
+            f"SELECT count(*) FROM lake.vehicle_positions WHERE lon >= {x0} AND lon < {x1} "
+            f"AND lat >= {y0} AND lat < {y1} AND ts >= '{t0}' AND ts < '{t1}'"
+        )
+        assert fast[2] > 0
+        r = console.get(
+            f"/api/v1/map/tiles/vehicle_positions/{z}/{x}/{y}.pbf", start=t0.isoformat(), end=t1.isoformat()
+        )
+        assert r.status_code == 200 and r.content == fast[0]
+
+
+def test_index_vehicles_equal_the_lakes(console: Console) -> None:
+    from citybase.console import layers
+    from citybase.query.scope import OPEN
+
+    cb = console.cb
+    index = _index(console, "vehicle_positions")
+    t1 = cb.sql("SELECT max(ts) FROM lake.vehicle_positions").column(0)[0].as_py()
+    for back in (timedelta(minutes=1), timedelta(minutes=5), timedelta(hours=2)):
+        for at in (t1, t1 - timedelta(minutes=7, seconds=3)):
+            a = layers.vehicles(cb, "vehicle_positions", OPEN, at, back, index)
+            b = layers.vehicles(cb, "vehicle_positions", OPEN, at, back)
+            assert [(f["geometry"], f["properties"]["object"]) for f in a["features"]] == [
+                (f["geometry"], f["properties"]["object"]) for f in b["features"]
+            ]
+            times = [f["properties"]["ts"] for f in b["features"]]
+            assert [f["properties"]["ts"] for f in a["features"]] == times
+    assert layers.vehicles(cb, "vehicle_positions", OPEN, t1, timedelta(minutes=5), index)["features"]
+
+
+def test_a_scoped_reader_never_reads_the_index(console: Console) -> None:
+    from citybase.console import layers, tiles
     from citybase.query.scope import ReadScope
 
+    cb = console.cb
+    index = _index(console, "vehicle_positions")
     scoped = ReadScope(row_filter="vehicle_type = 'bus'")
-    hot = layers.heat(cb, "vehicle_positions", scoped, None, None, 8, copy)
-    assert sum(f["properties"]["count"] for f in hot["features"]) == console.count(
-        "SELECT count(*) FROM lake.vehicle_positions WHERE vehicle_type = 'bus'"
+    t1 = cb.sql("SELECT max(ts) FROM lake.vehicle_positions").column(0)[0].as_py()
+    t0 = t1 - timedelta(hours=6)
+    hot = layers.heat(cb, "vehicle_positions", scoped, t0, t1, 8, index)
+    when = f"ts >= '{t0}' AND ts < '{t1}'"
+    bus = console.count(f"SELECT count(*) FROM lake.vehicle_positions WHERE vehicle_type = 'bus' AND {when}")
+    assert sum(f["properties"]["count"] for f in hot["features"]) == bus
+    assert bus < console.count(f"SELECT count(*) FROM lake.vehicle_positions WHERE {when}")
+    lon, lat = _last_position(cb)
+    x, y = _tile_of(lon, lat, 11)
+    _, _, points = tiles.tile(cb, "vehicle_positions", scoped, 11, x, y, t0, t1, index)
+    x0, y0, x1, y1 = tile_bounds(11, x, y)
+    assert points == console.count(
+        f"SELECT count(*) FROM lake.vehicle_positions WHERE vehicle_type = 'bus' "
+        f"AND lon >= {x0} AND lon < {x1} AND lat >= {y0} AND lat < {y1} AND {when}"
     )
+    moving = layers.vehicles(cb, "vehicle_positions", scoped, t1, timedelta(hours=1), index)
+    assert {f["properties"]["vehicle_type"] for f in moving["features"]} <= {"bus"}
+
+
+def test_the_index_follows_new_rows_and_is_kept_on_disk(console: Console) -> None:
+    """Rows ingested after the build are in the next answer; a restart maps the index from disk."""
+    from citybase.console import layers
+    from citybase.console.index import MapIndex
+    from citybase.query.scope import OPEN
+
+    cb = console.cb
+    before = _index(console, "vehicle_positions")
+    t1 = cb.sql("SELECT max(ts) FROM lake.vehicle_positions").column(0)[0].as_py()
+    row = cb.sql("SELECT * FROM lake.vehicle_positions ORDER BY ts DESC LIMIT 1").to_pylist()[0]
+    new = {
+        "vehicle_id": "console-test-vehicle",
+        "vehicle_type": "bus",
+        "ts": (t1 + timedelta(minutes=1)).isoformat() + "+00:00",  # stored as UTC
+    }
+    new.update({"gps_lon": row["lon"], "gps_lat": row["lat"], "speed": 1.0, "heading": 0.0, "plate": "T-1"})
+    cb.ingest("vehicle_positions", [new])
+    cb.flush()
+    t0, t_end = t1 - timedelta(hours=1), t1 + timedelta(minutes=2)
+    # The background thread notices the lake moved and reads the new row (a request never waits).
+    deadline = time.monotonic() + 30
+    while (now := map_index(console.app.state).get("vehicle_positions")) is None or now.rows == before.rows:
+        assert time.monotonic() < deadline, "the index never took the new row"
+        time.sleep(0.05)
+    after = _index(console, "vehicle_positions")
+    assert after.rows == now.rows == before.rows + 1
+    got = layers.heat(cb, "vehicle_positions", OPEN, t0, t_end, 8, after)
+    assert {f["properties"]["cell"]: f["properties"]["count"] for f in got["features"]} == _heat_brute(
+        console, "vehicle_positions", "ts", t0, t_end, 8
+    )
+    moving = layers.vehicles(cb, "vehicle_positions", OPEN, t_end, timedelta(minutes=5), after)
+    assert "console-test-vehicle" in {f["properties"]["object"] for f in moving["features"]}
+    # A second app on the same platform (a restart) maps the kept index and reads only new rows.
+    ix = map_index(console.app.state)
+    ds = ix._sets["vehicle_positions"]
+    ds.saved = -1e9  # (written at most every PERSIST_EVERY s)
+    ds.compact()
+    again = MapIndex(cb, ix.root)
+    again.start()
+    try:
+        state = again.get("vehicle_positions", wait=60, fresh=True)
+        assert state is not None and again.status()["vehicle_positions"]["on_disk"]
+        assert state.rows == after.rows
+        assert layers.heat(cb, "vehicle_positions", OPEN, t0, t_end, 8, state) == got
+    finally:
+        again.stop()
+
+
+def test_index_windows_and_merges_equal_a_brute_force_mask() -> None:
+    """A part's window (hour slices, edge masks), `by_hour` and `merge` (appended rows, earlier
+    and later than the sorted ones), against a plain mask over the same rows."""
+    import numpy as np
+
+    from citybase.console.index import HOUR, Part, State, by_hour, merge
+
+    rng = np.random.default_rng(7)
+
+    def part(n: int, lo: int, hi: int) -> Part:
+        ts = rng.integers(lo, hi, n)
+        return Part(
+            ts, rng.uniform(0, 1, n), rng.uniform(0, 1, n), rng.integers(0, 5, n).astype(np.int32), None
+        )
+
+    base = 1_741_000_000_000_000 // HOUR * HOUR
+    day = 24 * HOUR
+    main = by_hour(part(5000, base, base + 3 * day))
+    parts = [
+        [main],
+        [main, part(300, base + 2 * day, base + 4 * day)],  # recent rows: only the tail is sorted again
+        [main, part(200, base - day, base + day)],  # rows before the first hour: sorted again whole
+        [main, part(100, base + 10 * day, base + 11 * day)],  # after a gap of empty hours
+    ]
+    windows = [(None, None), (base + 5, base + day - 3), (base, base + 2 * HOUR), (None, base + 7 * HOUR + 1)]
+    windows += [(base + day + HOUR // 2, None), (base - 2 * day, base + 20 * day), (base + 30 * day, None)]
+    for ps in parts:
+        whole = np.concatenate([p.ts for p in ps])
+        merged = merge(list(ps))
+        assert merged.off is not None and merged.off[-1] == merged.rows == len(whole)
+        hours = merged.ts // HOUR - merged.hour0
+        assert (np.diff(hours) >= 0).all()  # grouped by hour
+        assert (merged.off[hours] <= np.arange(merged.rows)).all()
+        assert (np.arange(merged.rows) < merged.off[hours + 1]).all()
+        assert State((merged,), np.zeros(0, np.uint64), [], 1).span == (int(whole.min()), int(whole.max()))
+        for t0, t1 in windows:
+            want = np.ones(len(whole), bool)
+            if t0 is not None:
+                want &= whole >= t0
+            if t1 is not None:
+                want &= whole < t1
+            for p in (merged, *ps):
+                sl, mask = p.window(t0, t1)
+                got = p.ts[sl] if mask is None else p.ts[sl][mask]
+                if p is merged:
+                    assert sorted(got.tolist()) == sorted(whole[want].tolist()), (t0, t1)
+            cells8 = np.array([0, *(np.arange(1, 5, dtype=np.uint64) | np.uint64(8 << 52))], np.uint64)
+            counts = State(tuple(ps), cells8, [], 1).heat(t0, t1, 8)
+            codes = np.concatenate([p.cell for p in ps])
+            brute = np.bincount(codes[want & (codes > 0)], minlength=5)  # code 0: no cell
+            assert counts[1].tolist() == [int(c) for c in brute if c > 0]
+            assert counts[0].tolist() == [int(c) for c, k in zip(cells8, brute, strict=True) if k > 0]

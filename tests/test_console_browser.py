@@ -139,7 +139,7 @@ def hotline_in(live: Live, w: dict[str, str]) -> int:
     )
 
 
-def test_the_map_draws_the_city_and_its_live_layers(open_as: Open) -> None:
+def test_the_map_draws_the_city_and_its_live_layers(open_as: Open, live: Live) -> None:
     page = open_as("city")
     got = rendered(
         page,
@@ -155,6 +155,20 @@ def test_the_map_draws_the_city_and_its_live_layers(open_as: Open) -> None:
     assert heat > 0
     assert page.evaluate("window.citybase.heatTotal") > 0
     shot(page, "map")
+    # Zoomed in on a complaint of the window: the vector tiles (from the map's index) draw it.
+    w = page.evaluate("window.citybase.window")
+    t0 = datetime.fromisoformat(w["start"].replace("Z", "+00:00")).replace(tzinfo=None)
+    t1 = datetime.fromisoformat(w["end"].replace("Z", "+00:00")).replace(tzinfo=None)
+    row = live.cb.sql(
+        f"SELECT lon, lat FROM lake.hotline_events WHERE reported_at >= '{t0}' "
+        f"AND reported_at < '{t1}' LIMIT 1"
+    ).to_pylist()[0]
+    page.evaluate(f"window.citybaseMap.jumpTo({{center: [{row['lon']}, {row['lat']}], zoom: 14}})")
+    page.wait_for_function("() => window.citybaseMap.loaded()", timeout=30_000)
+    page.wait_for_function(
+        "() => window.citybaseMap.queryRenderedFeatures({layers: ['events']}).length > 0", timeout=30_000
+    )
+    shot(page, "map-tiles")
 
 
 def test_a_replayed_window_redraws_the_heat_map_and_the_vehicles(open_as: Open, live: Live) -> None:

@@ -5,7 +5,8 @@ FeatureCollection as a dict, so the HTTP routes stay a thin shell and tests can 
 with a brute-force query. Scopes come from `access.Viewer`: a hidden dataset never gets here.
 
 Where the rows are many (a city of 10M points), the map asks for vector tiles (tiles.py) or for
-aggregates (`heat`), never for every row.
+aggregates (`heat`), never for every row; for open reads with a time window, heat, vehicles and
+tiles are answered from the map's in-memory index (index.py) instead of the lake.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import pyarrow as pa
 import shapely
 
 from citybase.console.geo import jsonable, tolerance
+from citybase.console.index import BASE_RES, State, from_us, to_us
 from citybase.errors import InputError, NotFound
 from citybase.model.city import Level
 from citybase.model.dataset import DatasetSpec, FieldType, Kind
-from citybase.model.layout import H3
 from citybase.places.city import City, Layer
 from citybase.query._sql import quote
-from citybase.query.aggregate import h3_parent_sql
 from citybase.query.scope import ReadScope
 
 if TYPE_CHECKING:
@@ -73,6 +73,18 @@ def areas(
         keep = (b[:, 0] <= bbox[2]) & (b[:, 2] >= bbox[0]) & (b[:, 1] <= bbox[3]) & (b[:, 3] >= bbox[1])
         feats = [f for f, k in zip(feats, keep, strict=True) if k]
     return collection(feats)
+
+
+def areas_text(city: City, level: str, zoom: float = 12) -> str:
+    """A whole level as GeoJSON text (what `areas` answers without a box), made once per zoom."""
+    try:
+        lv = Level(level)
+    except ValueError:
+        raise InputError(f"level {level!r} is not one of {', '.join(v.value for v in Level)}") from None
+    layer = city.layers.get(lv)
+    if layer is None:
+        raise NotFound(f"the city has no {lv.value} layer")
+    return '{"type":"FeatureCollection","features":' + _areas_json(layer, _zoom_bucket(zoom)) + "}"
 
 
 #: (id of the layer, zoom) -> (the layer, its GeoJSON features): the city model changes only with
@@ -150,6 +162,34 @@ def rows(
 # -- heat -----------------------------------------------------------------------------------------
 
 
+def heat_counts(
+    cb: CityBase,
+    dataset: str,
+    scope: ReadScope,
+    start: datetime | None,
+    end: datetime | None,
+    resolution: int = 8,
+    index: State | None = None,
+) -> tuple[list[str], list[int]]:
+    """Rows per H3 cell (hex ids, ascending) in the window: from the map's index for open scopes
+    with a window at its resolution or coarser, else from the lake (QueryCore.h3_bins)."""
+    q = cb.query
+    res = min(resolution, q.h3_resolution)
+    if (
+        index is not None
+        and scope.is_open
+        and (start is not None or end is not None)
+        and res <= min(BASE_RES, q.h3_resolution)
+    ):
+        q.time_where(q.source(dataset, scope), start, end)  # the lake's checks of the window
+        ids, counts = index.heat(
+            to_us(start) if start is not None else None, to_us(end) if end is not None else None, res
+        )
+        return [format(c, "x") for c in ids.tolist()], counts.tolist()
+    t = q.h3_bins(dataset, res, start, end, scope=scope)
+    return t.column("cell").to_pylist(), t.column("count").to_pylist()
+
+
 def heat(
     cb: CityBase,
     dataset: str,
@@ -157,34 +197,20 @@ def heat(
     start: datetime | None,
     end: datetime | None,
     resolution: int = 8,
-    copy: str | None = None,
+    index: State | None = None,
 ) -> Geo:
     """Rows per H3 cell in the window, as points at the cells' centres with `count` and `weight`.
 
     `weight` is count / the busiest cell's count, so the heat map's colours mean the same at any
-    window length. `copy`: the map's working copy (cache.py), read for open scopes.
+    window length. `index`: the map's index of the dataset (index.py), see `heat_counts`.
     """
-    import h3
-
-    q = cb.query
-    res = min(resolution, q.h3_resolution)
-    if copy is not None and scope.is_open:
-        src = q.source(dataset, scope)
-        key = quote(H3) if res == q.h3_resolution else h3_parent_sql(quote(H3), res)
-        where = " AND ".join([f"{quote(H3)} IS NOT NULL", *q.time_where(src, start, end)])
-        t = q.run(
-            f"SELECT lower(hex(c)) AS cell, count(*) AS count FROM "
-            f"(SELECT {key} AS c FROM {copy} WHERE {where}) GROUP BY c ORDER BY c"
-        )
-    else:
-        t = q.h3_bins(dataset, res, start, end, scope=scope)
-    if not t.num_rows:
+    cells, ns = heat_counts(cb, dataset, scope, start, end, resolution, index)
+    if not ns:
         return collection([], max=0)
-    counts = t.column("count").to_numpy()
-    top = int(counts.max())
+    top = max(ns)
     feats = []
-    for cell, n in zip(t.column("cell").to_pylist(), counts.tolist(), strict=True):
-        lat, lon = h3.cell_to_latlng(cell)
+    for cell, n in zip(cells, ns, strict=True):
+        lon, lat = _centre(cell)
         feats.append(
             {
                 "type": "Feature",
@@ -193,6 +219,47 @@ def heat(
             }
         )
     return collection(feats, max=top)
+
+
+def heat_text(cells: list[str], ns: list[int]) -> str:
+    """`heat`'s GeoJSON as text, from each cell's text made once (the map asks for it at every
+    step of a replay: 2,000 cells as dicts through json.dumps take several times as long)."""
+    if not ns:
+        return '{"type":"FeatureCollection","features":[],"max":0}'
+    top = max(ns)
+    feats = ",".join(f'{_fragment(c)}{n},"weight":{n / top!r}}}}}' for c, n in zip(cells, ns, strict=True))
+    return f'{{"type":"FeatureCollection","features":[{feats}],"max":{top}}}'
+
+
+_CENTRES: dict[str, tuple[float, float]] = {}
+_FRAGMENTS: dict[str, str] = {}
+
+
+def _centre(cell: str) -> tuple[float, float]:
+    """The lon/lat of an H3 cell's centre (remembered: a city has a few thousand cells a resolution)."""
+    hit = _CENTRES.get(cell)
+    if hit is None:
+        import h3
+
+        lat, lon = h3.cell_to_latlng(cell)
+        if len(_CENTRES) > 500_000:
+            _CENTRES.clear()
+        hit = _CENTRES[cell] = (lon, lat)
+    return hit
+
+
+def _fragment(cell: str) -> str:
+    """A heat feature's text up to its count."""
+    hit = _FRAGMENTS.get(cell)
+    if hit is None:
+        lon, lat = _centre(cell)
+        if len(_FRAGMENTS) > 500_000:
+            _FRAGMENTS.clear()
+        hit = _FRAGMENTS[cell] = (
+            f'{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{lon!r},{lat!r}]}},'
+            f'"properties":{{"cell":"{cell}","count":'
+        )
+    return hit
 
 
 # -- live state: sensors and vehicles -------------------------------------------------------------
@@ -278,11 +345,12 @@ def _window(at: datetime, back: timedelta) -> tuple[datetime, datetime]:
 
 
 def vehicles(
-    cb: CityBase, dataset: str, scope: ReadScope, at: datetime, window: timedelta, copy: str | None = None
+    cb: CityBase, dataset: str, scope: ReadScope, at: datetime, window: timedelta, index: State | None = None
 ) -> Geo:
     """Each moving object's latest position in `[at - window, at]` (a tracks dataset).
 
-    `copy`: the map's working copy (cache.py), read for open scopes.
+    `index`: the map's index of the dataset (index.py), read for open scopes; its features carry the
+    object and the time (the lake's carry every visible column).
     """
     q = cb.query
     spec = q.spec(dataset)
@@ -291,10 +359,28 @@ def vehicles(
         raise InputError(f"dataset {dataset!r} has no object and time field to follow")
     src = q.source(dataset, scope)
     src.need(obj, tf, "lon", "lat")
-    where = " AND ".join(q.time_where(src, *_window(at, window)))
-    relation = copy if copy is not None and scope.is_open else src.sql
+    t0, t1 = _window(at, window)
+    if index is not None and scope.is_open:
+        codes, ts, lon, lat = index.latest(to_us(t0), to_us(t1))
+        objects = index.objects
+        found = [
+            (objects[c], from_us(t), x, y)
+            for c, t, x, y in zip(codes.tolist(), ts.tolist(), lon.tolist(), lat.tolist(), strict=True)
+        ]
+        found.sort(key=lambda r: (r[0] is None, r[0]))
+        return collection(
+            [
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": [x, y]},
+                    "properties": jsonable({tf: t, obj: o, "object": o}),
+                }
+                for o, t, x, y in found
+            ]
+        )
+    where = " AND ".join(q.time_where(src, t0, t1))
     t = q.run(
-        f"SELECT * FROM {relation} AS s WHERE {where} AND lon IS NOT NULL "
+        f"SELECT * FROM {src.sql} AS s WHERE {where} AND lon IS NOT NULL "
         f"QUALIFY row_number() OVER (PARTITION BY {quote(obj)} ORDER BY {quote(tf)} DESC) = 1 "
         f"ORDER BY {quote(obj)}"
     )
@@ -310,28 +396,31 @@ EXTENT_TTL = 5.0
 
 
 def time_extent(
-    cb: CityBase, dataset: str, copy: str | None = None
+    cb: CityBase, dataset: str, index: State | None = None
 ) -> tuple[datetime | None, datetime | None]:
-    """The first and last time of a dataset, cached for EXTENT_TTL seconds.
-
-    `copy`: the map's time-sorted copy (cache.py), where min and max are cheap.
-    """
+    """The first and last time of a dataset: the index's when it holds the dataset's rows, else
+    the lake's, cached for EXTENT_TTL seconds."""
+    if index is not None:
+        ext = index.span
+        if ext is not None:
+            return from_us(ext[0]), from_us(ext[1])
     key = (id(cb), dataset)
     hit = _EXTENTS.get(key)
     now = time.monotonic()
     if hit is not None and now - hit[0] < EXTENT_TTL:
         return hit[1]
-    ext = _time_extent(cb, dataset, copy)
-    _EXTENTS[key] = (now, ext)
-    return ext
+    ext2 = _time_extent(cb, dataset)
+    _EXTENTS[key] = (now, ext2)
+    return ext2
 
 
-def _time_extent(cb: CityBase, dataset: str, copy: str | None) -> tuple[datetime | None, datetime | None]:
+def _time_extent(cb: CityBase, dataset: str) -> tuple[datetime | None, datetime | None]:
     spec = cb.query.spec(dataset)
     if spec.time_field is None:
         return None, None
     col = quote(spec.time_field)
-    sql = f"SELECT min({col}) AS a, max({col}) AS b FROM {copy or cb.lake.table(dataset)}"
-    row = cb.query.run(sql).to_pylist()[0]
+    row = cb.query.run(f"SELECT min({col}) AS a, max({col}) AS b FROM {cb.lake.table(dataset)}").to_pylist()[
+        0
+    ]
     a, b = row["a"], row["b"]
     return (a if isinstance(a, datetime) else None, b if isinstance(b, datetime) else None)

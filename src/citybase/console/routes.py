@@ -3,10 +3,16 @@
 Pages and assets are public (they hold no data); every data endpoint needs a key, and reads
 through the caller's grants (access.py). The page keeps the key in sessionStorage and sends it as
 `Authorization: Bearer` on every request, the map's tile requests included.
+
+The router's lifespan starts the map's index (index.py) when the server starts, so the first map
+view after a start finds it built, or being built, rather than starting its build.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -17,16 +23,28 @@ from pydantic import BaseModel
 from citybase.api.auth import Caller
 from citybase.console import assets, layers, tiles
 from citybase.console.access import Viewer
-from citybase.console.cache import point_cache
 from citybase.console.figures import Figures, FigureSource
 from citybase.console.geo import jsonable, parse_bbox
+from citybase.console.index import State, map_index
 from citybase.console.place import place_report
 from citybase.errors import Forbidden, InputError, NotFound
 from citybase.model.dataset import Kind
 from citybase.query._sql import parse_time
 from citybase.query.scope import ReadScope
 
-router = APIRouter(tags=["console"])
+
+@asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """Build (or map from disk) the map's index in the background from the server's start."""
+    index = map_index(app.state)
+    index.start()
+    try:
+        yield
+    finally:
+        index.stop()
+
+
+router = APIRouter(tags=["console"], lifespan=_lifespan)
 GEOJSON = "application/geo+json"
 MVT = "application/vnd.mapbox-vector-tile"
 
@@ -73,9 +91,9 @@ def _scope(v: Viewer, dataset: str) -> ReadScope:
     return scope
 
 
-def _copy(request: Request, scope: ReadScope, dataset: str) -> str | None:
-    """The map's time-sorted copy of `dataset`, for an open scope only (cache.py)."""
-    return point_cache(request.app.state).relation(dataset) if scope.is_open else None
+def _index(request: Request, scope: ReadScope, dataset: str) -> State | None:
+    """The map's index of `dataset` (index.py), for an open scope only: scoped reads read the lake."""
+    return map_index(request.app.state).get(dataset) if scope.is_open else None
 
 
 def _city(request: Request) -> Any:
@@ -143,6 +161,7 @@ def map_config(request: Request, who: Caller) -> MapConfig:
     cb = request.app.state.cb
     city = _city(request)
     v = Viewer(request.app.state, who)
+    index = map_index(request.app.state)
     bounds = [float(b) for b in shapely.total_bounds([g for lay in city.layers.values() for g in lay.geoms])]
     out, starts, ends = [], [], []
     for name, spec in sorted(cb.datasets.items()):
@@ -157,8 +176,8 @@ def map_config(request: Request, who: Caller) -> MapConfig:
             visible=visible,
         )
         if layer in ("heat", "tracks", "sensors") and visible:
-            # Asking for the copy starts its build at sign-in, before the first layer request.
-            d.start, d.end = layers.time_extent(cb, name, point_cache(request.app.state).relation(name))
+            # The index's extent when it is built (not waiting for it), else the lake's.
+            d.start, d.end = layers.time_extent(cb, name, index.get(name, wait=0))
             if d.start is not None and d.end is not None:
                 starts.append(d.start)
                 ends.append(d.end)
@@ -183,8 +202,17 @@ def map_config(request: Request, who: Caller) -> MapConfig:
 
 
 @router.get("/api/v1/map/areas/{level}", summary="A level of the city model as GeoJSON (simplified per zoom)")
-def map_areas(request: Request, level: str, _: Caller, zoom: Zoom = 12, bbox: BBox = None) -> JSONResponse:
-    return _geo(layers.areas(_city(request), level, zoom, parse_bbox(bbox)))
+def map_areas(request: Request, level: str, _: Caller, zoom: Zoom = 12, bbox: BBox = None) -> Response:
+    box = parse_bbox(bbox)
+    if box is not None:
+        return _geo(layers.areas(_city(request), level, zoom, box))
+    # The whole level: its GeoJSON text as made once per city model and zoom, with an ETag.
+    text = layers.areas_text(_city(request), level, zoom)
+    tag = '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
+    headers = {"ETag": tag, "Cache-Control": "private, max-age=60"}
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(text, media_type=GEOJSON, headers=headers)
 
 
 @router.get("/api/v1/map/rows/{dataset}", summary="A dataset's rows in a box and window, as GeoJSON")
@@ -231,7 +259,7 @@ def map_tile(
         y,
         _t(start, "start"),
         _t(end, "end"),
-        _copy(request, scope, dataset),
+        _index(request, scope, dataset),
     )
     v.meter(dataset, "tile", points)
     headers = {"X-Features": str(n), "X-Points": str(points), "Cache-Control": "private, max-age=5"}
@@ -246,20 +274,21 @@ def map_heat(
     start: Start = None,
     end: End = None,
     resolution: Annotated[int, Query(ge=0, le=15)] = 8,
-) -> JSONResponse:
+) -> Response:
     v = Viewer(request.app.state, who)
     scope = _scope(v, dataset)
-    doc = layers.heat(
+    cells, counts = layers.heat_counts(
         request.app.state.cb,
         dataset,
         scope,
         _t(start, "start"),
         _t(end, "end"),
         resolution,
-        _copy(request, scope, dataset),
+        _index(request, scope, dataset),
     )
-    v.meter(dataset, "heat", len(doc["features"]))
-    return _geo(doc)
+    v.meter(dataset, "heat", len(cells))
+    text = layers.heat_text(cells, counts)
+    return Response(text, media_type=GEOJSON, headers={"Cache-Control": "private, max-age=2"})
 
 
 @router.get("/api/v1/map/sensors/{dataset}", summary="Each sensor's latest reading at a time")
@@ -295,8 +324,8 @@ def map_vehicles(
     v = Viewer(request.app.state, who)
     when = _at(at)
     scope = _scope(v, dataset)
-    copy = _copy(request, scope, dataset)
-    doc = layers.vehicles(request.app.state.cb, dataset, scope, when, timedelta(seconds=window), copy)
+    index = _index(request, scope, dataset)
+    doc = layers.vehicles(request.app.state.cb, dataset, scope, when, timedelta(seconds=window), index)
     v.meter(dataset, "vehicles", len(doc["features"]))
     return _geo(doc)
 
@@ -328,3 +357,8 @@ def map_figures(request: Request, _: Caller) -> Figures:
         src = FigureSource()
         request.app.state.console_figures = src
     return src.get(request.app.state)
+
+
+@router.get("/api/v1/map/index", summary="The map's in-memory index: per dataset, built or not, rows held")
+def map_index_status(request: Request, _: Caller) -> dict[str, dict[str, Any]]:
+    return map_index(request.app.state).status()

@@ -103,7 +103,9 @@ def load_city(source: Path, root: Path) -> None:
 
     from citybase.cli.main import app
 
-    r = CliRunner().invoke(app, ["demo", "--root", str(root), "--source", str(source), "--scale", "tiny"])
+    r = CliRunner().invoke(
+        app, ["demo", "--root", str(root), "--source", str(source), "--scale", "tiny", "--no-live"]
+    )
     if r.exit_code != 0:
         raise RuntimeError(r.output)
 
