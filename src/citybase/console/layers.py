@@ -60,13 +60,7 @@ def areas(
     >>> areas(c, "district")["features"][0]["properties"]
     {'code': 'A', 'name': 'a', 'parent': None, 'level': 'district'}
     """
-    try:
-        lv = Level(level)
-    except ValueError:
-        raise InputError(f"level {level!r} is not one of {', '.join(v.value for v in Level)}") from None
-    layer = city.layers.get(lv)
-    if layer is None:
-        raise NotFound(f"the city has no {lv.value} layer")
+    layer = _layer(city, level)
     feats: list[Geo] = json.loads(_areas_json(layer, _zoom_bucket(zoom)))
     if bbox is not None:
         b = shapely.bounds(layer.geoms)
@@ -75,8 +69,7 @@ def areas(
     return collection(feats)
 
 
-def areas_text(city: City, level: str, zoom: float = 12) -> str:
-    """A whole level as GeoJSON text (what `areas` answers without a box), made once per zoom."""
+def _layer(city: City, level: str) -> Layer:
     try:
         lv = Level(level)
     except ValueError:
@@ -84,6 +77,12 @@ def areas_text(city: City, level: str, zoom: float = 12) -> str:
     layer = city.layers.get(lv)
     if layer is None:
         raise NotFound(f"the city has no {lv.value} layer")
+    return layer
+
+
+def areas_text(city: City, level: str, zoom: float = 12) -> str:
+    """A whole level as GeoJSON text (what `areas` answers without a box), made once per zoom."""
+    layer = _layer(city, level)
     return '{"type":"FeatureCollection","features":' + _areas_json(layer, _zoom_bucket(zoom)) + "}"
 
 
