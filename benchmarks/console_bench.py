@@ -37,9 +37,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from citybase import CityBase
-from citybase.console.testing import Server, browser_missing, console_app, launch_chromium
+from citybase.console.testing import browser_missing, console_app, launch_chromium
 from citybase.model.city import Level
 from citybase.places.city import City, Layer
+from citybase.testing import serving
 
 sys.path.insert(0, str(Path(__file__).parent))
 from st_bench import make_data
@@ -153,7 +154,7 @@ def main() -> None:
     app.middleware("http")(timing_middleware(times))
     from playwright.sync_api import sync_playwright
 
-    with Server(app) as url, sync_playwright() as pw:
+    with serving(app) as url, sync_playwright() as pw:
         browser = launch_chromium(pw)
         first: list[float] = []
         page = None

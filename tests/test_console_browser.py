@@ -18,7 +18,6 @@ import pytest
 
 from citybase import CityBase
 from citybase.console.testing import (
-    Server,
     browser_missing,
     console_app,
     departments_and_keys,
@@ -26,6 +25,7 @@ from citybase.console.testing import (
     load_city,
     must_run,
 )
+from citybase.testing import serving
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "console"
 MISSING = browser_missing()
@@ -50,7 +50,7 @@ def live(demo_city: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
     load_city(demo_city[1], root)
     cb = CityBase.open(root)
     keys = departments_and_keys(cb)
-    with Server(console_app(cb)) as url:  # with the flusher: pushed rows reach the lake in ~1 s
+    with serving(console_app(cb)) as url:  # with the flusher: pushed rows reach the lake in ~1 s
         yield Live(cb, keys, url)
     cb.close()
 

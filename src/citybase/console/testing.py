@@ -1,22 +1,16 @@
 """Helpers for testing and benchmarking the console: an app with its routes, a server in a thread.
 
-`console_app` is the platform's app (kept as a name for the tests and the benchmark).
-`Server` runs uvicorn on a free loopback port in a thread (a real server: the browser tests need
-one), and `launch_chromium` starts Debian's Chromium through Playwright with the flags that work
-headless and offline (FACTS.md).
+`console_app` is the platform's app (kept as a name for the tests and the benchmark); a real
+server for it is `citybase.testing.serving`, and `launch_chromium` starts Debian's Chromium
+through Playwright with the flags that work headless and offline (FACTS.md).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
-
-from citybase.testing import free_port
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -38,37 +32,6 @@ def console_app(cb: CityBase, *, background: bool = True) -> FastAPI:
     from citybase.api import create_app
 
     return create_app(cb, background=background)
-
-
-class Server:
-    """uvicorn serving `app` on 127.0.0.1 in a daemon thread: `with Server(app) as url: ...`."""
-
-    def __init__(self, app: Any, port: int | None = None) -> None:
-        import uvicorn
-
-        self.port = port or free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="console-test-server", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self.url
-
-    def __exit__(
-        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def browser_missing() -> str | None:
