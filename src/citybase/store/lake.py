@@ -118,6 +118,8 @@ class Lake:
             )
         for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
             self._specs[name] = DatasetSpec.model_validate_json(spec)
+        #: Datasets whose table is declared sorted by H3 cell (_sort_by_cell).
+        self._sorted: set[str] = set()
         #: Dataset -> the columns its table has (a table made before shadow columns lacks them).
         self._columns: dict[str, frozenset[str]] = {}
         for table, column in self.con.execute(
@@ -204,7 +206,34 @@ class Lake:
             )
         self._specs[spec.name] = spec
         self._columns[spec.name] = frozenset(n for n, _, _ in layout)
+        self._sorted.discard(spec.name)  # a replaced table is a new table
+        self._sort_by_cell(spec.name)
         return True
+
+    def _sort_by_cell(self, name: str) -> None:
+        """Declare the table sorted by H3 cell, so that merges write one sorted run per partition.
+
+        Each insert is sorted already (insert_rows), but a partition written by many loads and
+        flushes is many runs, each covering the whole city: a place query reads row groups from
+        every one. DuckLake's merge sorts what it merges by the declared order: one run, whose
+        row groups cover compact areas (B1 at 10M points: 63 row groups read before, 28 after).
+        Inserts keep their own sort (sort_on_insert off: it would sort twice). Not in the
+        creating transaction: DuckLake takes table options only on committed tables.
+        """
+        if H3 not in self._columns.get(name, frozenset()) or name in self._sorted:
+            return
+        meta = f"__ducklake_metadata_{CATALOG}"
+        with self.transaction() as cur:
+            done = cur.execute(
+                f"""SELECT count(*) FROM {meta}.ducklake_sort_info i
+                JOIN {meta}.ducklake_table t ON t.table_id = i.table_id AND t.end_snapshot IS NULL
+                WHERE t.table_name = ? AND i.end_snapshot IS NULL""",
+                [name],
+            ).fetchone()
+            if not (done and done[0]):
+                cur.execute(f"ALTER TABLE {self.table(name)} SET SORTED BY ({quote(H3)})")
+                cur.execute(f"CALL {CATALOG}.set_option('sort_on_insert', false, table_name => ?)", [name])
+        self._sorted.add(name)
 
     # -- writes -------------------------------------------------------------------------------
     # Each works inside a `transaction()`, so that rows and their bookkeeping commit together.
@@ -309,6 +338,8 @@ class Lake:
         stay on disk (time travel and the ledger's audit still find them) until snapshots expire.
         """
         merged = 0
+        for name in self._specs:
+            self._sort_by_cell(name)  # tables declared before sort orders were
         for name in [*self._specs, *_SYSTEM_TABLES]:
             with self.transaction() as cur:
                 rows = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?)", [name]).fetchall()
