@@ -313,8 +313,8 @@ class LiveCity:
                     self._send(self.streams[i], rows, mqtt, stats, tick)
                 if on_tick is not None:
                     on_tick(stats)
-                if end is not None and horizon >= end:
-                    break
+                if end is not None and (horizon >= end or time.time() >= end):
+                    break  # (a tick that took longer than its share must not stretch the run)
                 stop.wait(max(0.0, horizon - time.time()))
         finally:
             if mqtt is not None:

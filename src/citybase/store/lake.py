@@ -69,10 +69,14 @@ class Location:
 
     catalog: str
     data_path: str
+    #: The data folder belongs with the catalog (the embedded root): wherever the root is opened
+    #: from (another working directory, a moved or copied folder), its own `lake/` is the data.
+    own_folder: bool = False
 
     @classmethod
     def embedded(cls, root: Path) -> Location:
-        return cls(catalog=f"sqlite:{root / 'catalog.sqlite'}", data_path=str(root / "lake") + "/")
+        root = Path(root).resolve()
+        return cls(f"sqlite:{root / 'catalog.sqlite'}", str(root / "lake") + "/", own_folder=True)
 
 
 def _use_wal(catalog: Path) -> None:
@@ -97,8 +101,9 @@ class Lake:
         self.con = connect(threads=threads, memory_limit=memory_limit)
         if location.catalog.startswith("postgres:"):
             load_aliased(self.con, "postgres")
+        override = ", OVERRIDE_DATA_PATH TRUE" if location.own_folder else ""
         self.con.execute(
-            f"ATTACH 'ducklake:{location.catalog}' AS {CATALOG} (DATA_PATH '{location.data_path}')"
+            f"ATTACH 'ducklake:{location.catalog}' AS {CATALOG} (DATA_PATH '{location.data_path}'{override})"
         )
         self._lock = threading.RLock()
         self._specs: dict[str, DatasetSpec] = {}
