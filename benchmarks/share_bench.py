@@ -33,6 +33,7 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,6 +56,9 @@ from citybase.registry import Principal, Role
 from citybase.share import Decision, RowFilter, Sharing
 from citybase.share.scope import grant_scope
 from citybase.share.usage import Usage
+
+sys.path.insert(0, str(Path(__file__).parent))
+from st_bench import make_data
 
 THREADS = 2
 SPEC: dict[str, Any] = {
@@ -101,27 +105,14 @@ def _load() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def make_data(d: Path, n: int, n_districts: int, seed: int) -> tuple[Path, Any]:
-    from citybase.sim import iter_gps_points
-    from citybase.sim.admin import districts
-
-    g = districts(n_districts, seed=seed)
-    path = d / "points.parquet"
-    writer: pq.ParquetWriter | None = None
-    for chunk in iter_gps_points(n, chunk_rows=2_000_000, seed=seed):
-        oid = chunk.column("object_id").to_numpy()
-        driver = SURNAMES[oid % len(SURNAMES)] + "某"
-        phone = np.char.add("138", np.char.zfill((oid % 100_000_000).astype(str), 8)).astype(object)
-        t = chunk.select(["object_id", "ts", "lon", "lat", "speed"])
-        t = t.append_column("driver", pa.array(driver, pa.string())).append_column(
-            "phone", pa.array(phone, pa.string())
-        )
-        if writer is None:
-            writer = pq.ParquetWriter(path, t.schema)
-        writer.write_table(t)
-    assert writer is not None
-    writer.close()
-    return path, g
+def with_personal_fields(t: pa.Table) -> pa.Table:
+    """A driver's name and phone per vehicle: the personal fields a grant masks."""
+    oid = t.column("object_id").to_numpy()
+    driver = SURNAMES[oid % len(SURNAMES)] + "某"
+    phone = np.char.add("138", np.char.zfill((oid % 100_000_000).astype(str), 8)).astype(object)
+    return t.append_column("driver", pa.array(driver, pa.string())).append_column(
+        "phone", pa.array(phone, pa.string())
+    )
 
 
 def main() -> None:
@@ -134,7 +125,9 @@ def main() -> None:
     d = Path(tempfile.mkdtemp(prefix="citybase-share-bench-"))
     try:
         t = time.perf_counter()
-        parquet, g = make_data(d, args.points, args.districts, args.seed)
+        parquet, g = make_data(
+            d, args.points, args.districts, args.seed, chunk_rows=2_000_000, extend=with_personal_fields
+        )
         print(f"data: {args.points:,} points, {len(g)} districts, made in {time.perf_counter() - t:.1f} s")
         cb = CityBase.open(d / "cb", threads=THREADS)
         codes = np.array([str(c) for c in g["code"]], dtype=object)

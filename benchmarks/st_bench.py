@@ -69,15 +69,27 @@ def timed(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
     return statistics.median(ts), ts[min(len(ts) - 1, int(len(ts) * 0.99))], out
 
 
-def make_data(d: Path, n: int, n_districts: int, seed: int) -> tuple[Path, Any]:
+def make_data(
+    d: Path,
+    n: int,
+    n_districts: int,
+    seed: int,
+    *,
+    chunk_rows: int = 5_000_000,
+    extend: Callable[[pa.Table], pa.Table] | None = None,
+) -> tuple[Path, Any]:
+    """N GPS points (5 columns; `extend` may add more per chunk) in one Parquet file, and the
+    districts they fall in."""
     from citybase.sim import iter_gps_points
     from citybase.sim.admin import districts
 
     g = districts(n_districts, seed=seed)
     path = d / "points.parquet"
     writer: pq.ParquetWriter | None = None
-    for chunk in iter_gps_points(n, chunk_rows=5_000_000, seed=seed):
+    for chunk in iter_gps_points(n, chunk_rows=chunk_rows, seed=seed):
         t = chunk.select(["object_id", "ts", "lon", "lat", "speed"])
+        if extend is not None:
+            t = extend(t)
         if writer is None:
             writer = pq.ParquetWriter(path, t.schema)
         writer.write_table(t)
