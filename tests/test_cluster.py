@@ -20,7 +20,7 @@ from citybase import CityBase
 from citybase.cli.main import app
 from citybase.deployment import Deployment
 from citybase.errors import DeclarationError
-from citybase.iot.mosquitto import broker_up
+from citybase.ports import listening
 from citybase.sim.scale import SimManifest
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -42,7 +42,7 @@ def database() -> Iterator[str]:
     except ImportError:
         _need(False, "psycopg is not installed: pip install 'citybase[cluster]'")
     _need(
-        broker_up(PG_HOST, PG_PORT),
+        listening(PG_HOST, PG_PORT),
         f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}; start it with "
         "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
     )

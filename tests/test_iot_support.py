@@ -27,17 +27,18 @@ from citybase.iot import (
     telemetry_topic,
 )
 from citybase.iot.bridge import MqttBridge
-from citybase.iot.mosquitto import Mosquitto, broker_up, mosquitto_binary
+from citybase.iot.mosquitto import Mosquitto, mosquitto_binary
 from citybase.model.city import Level
 from citybase.places.city import City, Layer
 from citybase.platform import CityBase
+from citybase.ports import listening
 
 SYSTEM_BROKER = ("127.0.0.1", 1883)
 
 
 def need_broker(host: str = SYSTEM_BROKER[0], port: int = SYSTEM_BROKER[1]) -> None:
     """Skip when Mosquitto is not reachable; under CI=true, fail instead (CI must run these)."""
-    if broker_up(host, port):
+    if listening(host, port):
         return
     msg = (
         f"Mosquitto is not reachable at {host}:{port}; start it with "

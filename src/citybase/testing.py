@@ -8,6 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from citybase.ports import free_port
+
+__all__ = ["free_port", "serving", "shared_data"]
+
 SHARED_ENV = "CITYBASE_SHARED_DATA"
 
 
@@ -21,15 +25,6 @@ def shared_data() -> Path | None:
         if c.is_dir():
             return c
     return None
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

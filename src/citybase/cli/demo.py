@@ -252,9 +252,10 @@ def _operator_key(cb: Any, path: Path) -> str:
 
 def _broker(folder: Path) -> tuple[str | None, Any]:
     """An MQTT broker for the sensors: the system Mosquitto on 1883, else one of our own, else none."""
-    from citybase.iot.mosquitto import Mosquitto, broker_up, mosquitto_binary
+    from citybase.iot.mosquitto import Mosquitto, mosquitto_binary
+    from citybase.ports import listening
 
-    if broker_up("127.0.0.1", 1883):
+    if listening("127.0.0.1", 1883):
         return "mqtt://127.0.0.1:1883", None
     if mosquitto_binary() is None:
         console.print("[yellow]no Mosquitto here: the sensors report over HTTP instead of MQTT[/yellow]")
@@ -270,13 +271,12 @@ def _living_city(
     """Serve the platform (API and console) here and drive the sample city through it."""
     from citybase.api import Settings, create_app
     from citybase.api.threaded import serve_in_thread
-    from citybase.iot.mosquitto import broker_up
+    from citybase.ports import free_port, listening
     from citybase.sim.live import LiveOptions
-    from citybase.testing import free_port
 
     key_file = root.parent / "operator.key"
     key = _operator_key(cb, key_file)
-    if broker_up("127.0.0.1", port, timeout=0.2):
+    if listening("127.0.0.1", port, timeout=0.2):
         port = free_port()
     mqtt, own = _broker(root.parent / "mosquitto")
     settings = Settings(root=root, port=port, mqtt_url=mqtt)

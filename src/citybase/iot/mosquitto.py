@@ -12,22 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 
 from citybase.errors import InputError
-
-
-def broker_up(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+from citybase.ports import free_port, listening
 
 
 def mosquitto_binary() -> str | None:
@@ -36,12 +27,6 @@ def mosquitto_binary() -> str | None:
     if found:
         return found
     return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mosquitto:
@@ -53,7 +38,7 @@ class Mosquitto:
     def __init__(self, folder: str | Path, *, persistence: bool = False, port: int | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         lines = [
             f"listener {self.port} 127.0.0.1",
@@ -81,7 +66,7 @@ class Mosquitto:
             raise InputError("the mosquitto binary is not installed (apt-get install mosquitto)")
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
         end = time.monotonic() + timeout
-        while not broker_up("127.0.0.1", self.port, timeout=0.2):
+        while not listening("127.0.0.1", self.port, timeout=0.2):
             if time.monotonic() > end or self.proc.poll() is not None:
                 raise InputError(f"mosquitto did not start on port {self.port}: {self.log()[-500:]}")
             time.sleep(0.05)
