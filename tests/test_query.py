@@ -551,6 +551,36 @@ def test_nearest_reads_complete_files_directly(world: World, tmp_path: Path) -> 
     cb.close()
 
 
+def test_a_scope_time_window_is_tested_only_where_it_cuts(world: World) -> None:
+    q, df = world.q, world.pings
+    with q.cursor() as cur:
+        scan = q.files.scan(cur, "pings")
+        assert scan is not None
+        span = scan.span(cur, "t")
+    # The footers' span is the rows' span.
+    assert span == (df.t.min().to_pydatetime(), df.t.max().to_pydatetime())
+    first, last = span
+    cases = [
+        (first, None, False),  # holds every row: not tested
+        (first - timedelta(days=1), last + timedelta(seconds=1), False),
+        (first + timedelta(hours=3), None, True),  # cuts rows: tested
+        (None, last, True),  # [.., last) leaves out the last row
+    ]
+    for start, end, tested in cases:
+        scope = ReadScope(start=start, end=end)
+        sql = q.source("pings", scope, table=scan.sql, span=span).sql
+        assert ('"t" >=' in sql or '"t" <' in sql) == tested, (start, end)
+        # Without a span (a DuckLake read) the window is always tested.
+        assert '"t"' in q.source("pings", scope).sql
+        sel = df[(df.t >= (start or first)) & ((df.t < end) if end is not None else True)]
+        for lon, lat, k in [(116.4, 39.95, 7), (116.25, 39.82, 30)]:
+            got = q.nearest("pings", lon, lat, k, scope=scope)
+            want = np.sort(hav(lon, lat, sel.lon.to_numpy(), sel.lat.to_numpy()))[:k]
+            assert np.allclose(got.column("distance_m").to_numpy(), want, rtol=1e-9, atol=1e-6)
+            t = got.column("t").to_pandas()
+            assert (t >= (start or first)).all() and (end is None or (t < end).all())
+
+
 def nearest_join_reference(
     ev: pd.DataFrame, ob: pd.DataFrame, k: int, max_d: float | None, tol: timedelta | None
 ) -> dict[int, list[tuple[str, float]]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
@@ -226,6 +226,22 @@ def test_two_filters_are_anded(world: World) -> None:
         spec, None, [RowFilter(places={"district": ["A", "B"]}), RowFilter(equals={"visit_id": ["v0A00"]})]
     )
     assert sc.row_filter == "((\"district\" IN ('A', 'B'))) AND ((\"visit_id\" IN ('v0A00')))"
+
+
+def test_time_windows_are_intersected_and_kept_apart(world: World) -> None:
+    spec = world.cb.datasets["visits"]  # three days from 2024-05-01
+    a, c = datetime(2024, 4, 1), datetime(2024, 5, 3)
+    b = datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=8)))  # 04:00 UTC
+    filters = [RowFilter(start=a, end=c), RowFilter(places={"district": ["A"]}, start=b)]
+    sc = grant_scope(spec, None, filters)
+    # The later start, the one end; the window is kept out of the SQL row filter.
+    assert sc.start == b and sc.end == c
+    assert sc.row_filter == "(\"district\" IN ('A'))" and sc.limits_rows and not sc.is_open
+    # It lets through exactly what the two filters' SQL lets through, and that is not everything.
+    got = world.cb.query.sql("SELECT count(*) AS n FROM city.visits", scopes={"visits": sc})
+    both = " AND ".join(f"({f.sql(spec)})" for f in filters)
+    want = world.cb.query.sql(f"SELECT count(*) AS n FROM city.visits WHERE {both}")
+    assert 0 < got.column("n")[0].as_py() == want.column("n")[0].as_py() < world.cb.lake.stats()["visits"]
 
 
 def test_reads_through_a_narrowed_grant(world: World) -> None:

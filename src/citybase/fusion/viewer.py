@@ -75,7 +75,7 @@ def dataset_views(cb: CityBase, who: Principal, et: EntityTypeSpec) -> dict[str,
         view = DatasetView(feed, cb.lake.spec(feed.dataset), scope, cols, None)
         if not view.raw(view.record_id):
             continue  # records that cannot be told apart cannot be joined to entities
-        if scope.row_filter:
+        if scope.limits_rows:
             t = cb.query.sql(
                 f"SELECT CAST({q(view.record_id)} AS VARCHAR) AS r FROM city.{q(feed.dataset)}",
                 scopes={feed.dataset: scope},

@@ -27,7 +27,7 @@ from citybase.model.city import DEFAULT_H3_RESOLUTION, Level
 from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3, PLACE_KEYS, shadow_columns, stored_columns, stores_shape
 from citybase.places.city import City
-from citybase.query._sql import TimeLike, literal, parse_time, quote
+from citybase.query._sql import TimeLike, literal, parse_time, quote, to_utc
 from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
 from citybase.store.files import DirectFiles
@@ -98,12 +98,15 @@ class QueryCore:
         where: Sequence[str] = (),
         branches: Sequence[str] = (),
         table: str | None = None,
+        span: tuple[datetime, datetime] | None = None,
     ) -> Source:
         """The dataset as a scoped relation; `where` and `branches` are pruning hints on stored columns.
 
         `where` predicates are ANDed; `branches` are alternatives read as a UNION ALL (they must be
         disjoint). Both come from the engine, never from a reader. `table` replaces the lake table
-        by another relation with the same rows (store/files.py).
+        by another relation with the same rows (store/files.py); `span` is the earliest and latest
+        time of every row in `table` (none missing): the scope's time window is not tested where
+        it holds all of them.
 
         >>> from citybase.query.demo import demo_engine
         >>> scope = ReadScope(fields=["station", "pm25"], row_filter="station = 'west'",
@@ -120,6 +123,7 @@ class QueryCore:
             raise InputError(f"the scope names column(s) {unknown} that dataset {dataset!r} does not have")
         select = ", ".join(self._column_sql(spec, scope, c) for c in visible)
         conds = [f"({scope.row_filter})"] if scope.row_filter else []
+        conds += self._window_sql(spec, scope, span)
         conds += list(where)
         table = table or self.lake.table(dataset)
         parts = []
@@ -128,6 +132,20 @@ class QueryCore:
             w = f" WHERE {' AND '.join(cs)}" if cs else ""
             parts.append(f"SELECT {select} FROM {table}{w}")
         return Source(spec, "(" + " UNION ALL ".join(parts) + ")", tuple(visible), frozenset(scope.masked))
+
+    @staticmethod
+    def _window_sql(spec: DatasetSpec, scope: ReadScope, span: tuple[datetime, datetime] | None) -> list[str]:
+        """The scope's time window as conditions, none where `span` lies inside it."""
+        if scope.start is None and scope.end is None:
+            return []
+        if spec.time_field is None:
+            raise InputError(f"dataset {spec.name!r} has no time field for the scope's time window")
+        t0 = None if scope.start is None else to_utc(scope.start)
+        t1 = None if scope.end is None else to_utc(scope.end)
+        if span is not None and (t0 is None or span[0] >= t0) and (t1 is None or span[1] < t1):
+            return []
+        col = quote(spec.time_field)
+        return [f"{col} {op} {literal(t)}" for op, t in ((">=", t0), ("<", t1)) if t is not None]
 
     def _column_sql(self, spec: DatasetSpec, scope: ReadScope, column: str) -> str:
         """One visible column as the reader reads it: as stored, its shadow column, or its mask."""
@@ -149,6 +167,7 @@ class QueryCore:
         *,
         where: Sequence[str] = (),
         table: str | None = None,
+        span: tuple[datetime, datetime] | None = None,
     ) -> Source:
         """A source read through H3 id ranges around `area`, when that is sound for this reader.
 
@@ -156,7 +175,7 @@ class QueryCore:
         position, from which `h3` was computed) and the rows are points (an area's `h3` is the
         cell of one point on it, and says nothing about where the rest of it lies).
         """
-        plain = self.source(dataset, scope, where=where, table=table)
+        plain = self.source(dataset, scope, where=where, table=table, span=span)
         if area is None or plain.shapes or not (plain.raw("lon") and plain.raw("lat")):
             return plain
         if H3 not in {n for n, _, _ in stored_columns(plain.spec)}:
@@ -165,7 +184,7 @@ class QueryCore:
         if not ranges:
             return plain
         branches = [r.sql(quote(H3)) for r in ranges]
-        return self.source(dataset, scope, where=where, branches=branches, table=table)
+        return self.source(dataset, scope, where=where, branches=branches, table=table, span=span)
 
     # -- common predicates --------------------------------------------------------------------
 

@@ -86,19 +86,23 @@ class NearestQueries(QueryCore):
         rings = MAX_RINGS if probe.raw("lon") and probe.raw("lat") else 0
         with self.cursor(late_materialization=False) as cur:
             direct = self.files.scan(cur, dataset) if rings else None
+            tf = probe.spec.time_field
+            windowed = scope is not None and (scope.start is not None or scope.end is not None)
+            span = direct.span(cur, tf) if direct is not None and windowed and tf else None
             for _ in range(rings):
                 box = circle_bbox(x, y, radius)
                 x0, y0, x1, y1 = (literal(v) for v in box)
                 where = [f'"lon" BETWEEN {x0} AND {x1}', f'"lat" BETWEEN {y0} AND {y1}', *when]
                 try:
-                    src = self.spatial_source(dataset, scope, box, table=direct)
+                    table = direct.sql if direct is not None else None
+                    src = self.spatial_source(dataset, scope, box, table=table, span=span)
                     got = self._closest(cur, src, dist, where, radius, k)
                 except duckdb.IOException:
                     if direct is None:
                         raise
                     # A file went away (the lake was compacted): read through DuckLake from now on.
                     self.files.forget(dataset)
-                    direct = None
+                    direct, span = None, None  # the span was of the files that went
                     got = self._closest(cur, self.spatial_source(dataset, scope, box), dist, where, radius, k)
                 if got.num_rows == k or radius >= limit:
                     if got.num_rows == k:

@@ -18,11 +18,18 @@ among a reader's columns, masked or not.
 
 `row_filter` and the `masked` expressions are SQL written by the platform (the share box), never by
 the reader: they are trusted and go into the query as given.
+
+A time window on the dataset's time field (`start`, `end`) is kept apart from `row_filter`, so the
+engine can leave it out where the rows it reads provably lie inside it (the time field's range in
+the footers of the very files a query reads: core.py). A grant "from 2025 on" then costs nothing on
+a lake whose rows are all from 2025, where testing it would read the time column of every row group
+the query touches (about +20% on a nearest-neighbour search: share_bench.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from citybase.errors import ScopeError
 
@@ -47,11 +54,19 @@ class ReadScope:
     #: Masked column -> its shadow column, which holds exactly what its `masked` expression gives;
     #: read instead of the expression where the dataset's table has it.
     shadows: dict[str, str] = field(default_factory=dict)
+    #: Only rows whose time field is in [start, end) (either end may be open).
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def limits_rows(self) -> bool:
+        """True when the scope hides some rows (a row filter or a time window)."""
+        return bool(self.row_filter) or self.start is not None or self.end is not None
 
     @property
     def is_open(self) -> bool:
         """True when the scope hides and changes nothing."""
-        return self.fields is None and not self.row_filter and not self.masked
+        return self.fields is None and not self.limits_rows and not self.masked
 
 
 #: The scope of a trusted caller: everything.

@@ -26,7 +26,7 @@ from citybase.errors import InputError
 from citybase.model.city import Level
 from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3, PLACE_KEYS, shadow_columns, stored_columns, value_fields
-from citybase.query._sql import literal, quote
+from citybase.query._sql import literal, quote, to_utc
 from citybase.query.aggregate import h3_parent_sql
 from citybase.query.scope import ReadScope
 from citybase.share.masking import mask_sql
@@ -61,8 +61,11 @@ class RowFilter(BaseModel):
     def empty(self) -> bool:
         return not self.places and not self.equals and self.start is None and self.end is None
 
-    def sql(self, spec: DatasetSpec) -> str | None:
-        """The filter as a SQL boolean over the stored columns (None when it covers every row)."""
+    def sql(self, spec: DatasetSpec, *, window: bool = True) -> str | None:
+        """The filter as a SQL boolean over the stored columns (None when it covers every row).
+
+        Without its time window when `window` is false (a `ReadScope` keeps that apart).
+        """
         stored = {n for n, _, _ in stored_columns(spec)}
         conds: list[str] = []
         for level, codes in sorted(self.places.items()):
@@ -77,6 +80,8 @@ class RowFilter(BaseModel):
         if self.start is not None or self.end is not None:
             if spec.time_field is None:
                 raise InputError(f"dataset {spec.name!r} has no time field for a time window")
+            if not window:
+                return " AND ".join(f"({c})" for c in conds) or None
             t = quote(spec.time_field)
             if self.start is not None:
                 conds.append(f"{t} >= {literal(self.start)}")
@@ -202,10 +207,20 @@ def grant_scope(
     (['vehicle', 't', '_batch', '_line', '_ingested_at'], '("district" IN (\\'A\\'))')
     """
     cols = visible_columns(spec, fields)
-    parts = [s for s in (f.sql(spec) for f in filters if f is not None) if s]
+    given = [f for f in filters if f is not None]
+    parts = [s for s in (f.sql(spec, window=False) for f in given) if s]
     row_filter = " AND ".join(f"({p})" for p in parts) if len(parts) > 1 else (parts[0] if parts else None)
+    starts = [f.start for f in given if f.start is not None]
+    ends = [f.end for f in given if f.end is not None]
     masked = masks(spec, cols, unmasked)
-    return ReadScope(fields=cols, row_filter=row_filter, masked=masked, shadows=shadows(spec, masked))
+    return ReadScope(
+        fields=cols,
+        row_filter=row_filter,
+        masked=masked,
+        shadows=shadows(spec, masked),
+        start=max(starts, key=to_utc) if starts else None,  # the windows' intersection
+        end=min(ends, key=to_utc) if ends else None,
+    )
 
 
 def shadows(spec: DatasetSpec, masked: dict[str, str]) -> dict[str, str]:
