@@ -27,6 +27,7 @@ from citybase.ledger.merkle import (
 )
 from citybase.ledger.tiles import (
     TileRef,
+    bundle_entry,
     decode_bundle,
     encode_bundle,
     encode_index,
@@ -224,3 +225,17 @@ def test_entry_bundles_are_uint16_length_prefixed() -> None:
         decode_bundle(b[:-1])
     with pytest.raises(InputError):
         encode_bundle([b"x" * 65536])
+
+
+@given(st.lists(st.binary(max_size=600), min_size=1, max_size=40), st.data())
+@settings(max_examples=200, deadline=None)
+def test_one_entry_of_a_bundle_is_the_same_as_from_the_whole(entries: list[bytes], data: Any) -> None:
+    b = encode_bundle(entries)
+    for i, e in enumerate(entries):
+        assert bundle_entry(b, i) == e
+    # Cut anywhere inside the records up to entry i: entry i cannot be read.
+    i = data.draw(st.integers(0, len(entries) - 1))
+    end = sum(2 + len(e) for e in entries[: i + 1])
+    cut = data.draw(st.integers(0, end - 1))
+    with pytest.raises(InputError):
+        bundle_entry(b[:cut], i)

@@ -106,7 +106,7 @@ class LogView:
             raise NotFound(f"entry {index} is not in the published log (size {size})")
         t, off = divmod(index, TILE_WIDTH)
         width = TILE_WIDTH if (t + 1) * TILE_WIDTH <= size else size % TILE_WIDTH
-        return self.tiles.read_bundle(t, width)[off]
+        return self.tiles.read_entry(t, width, off)
 
     def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(index, entry) for the published entries in [start, end), a bundle at a time."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -172,9 +173,12 @@ class Signature:
         return f"{EM_DASH} {self.name} {base64.b64encode(blob).decode()}\n"
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+
+
 def split_note(note: str) -> tuple[str, list[Signature]]:
     """Split a signed note into its text (with the final newline) and its signature lines."""
-    if any(ord(c) < 0x20 and c != "\n" for c in note):
+    if _CONTROL.search(note):
         raise NoteError("note contains control characters")
     if not note.endswith("\n"):
         raise NoteError("note does not end in a newline")
