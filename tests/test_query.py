@@ -602,10 +602,13 @@ def nearest_join_reference(
     ("k", "max_d", "tol"),
     [(1, None, None), (3, None, None), (2, 800.0, None), (2, None, timedelta(minutes=30))],
 )
+@pytest.mark.parametrize("provenance", [True, False])
 def test_nearest_join_matches_brute_force(
-    world: World, k: int, max_d: float | None, tol: timedelta | None
+    world: World, k: int, max_d: float | None, tol: timedelta | None, provenance: bool
 ) -> None:
     ev = world.events.iloc[:40]
+    # Without provenance in the objects' scope, pairs carry the whole row instead of (batch, line).
+    hidden = None if provenance else ReadScope(fields=["obj", "t", "lon", "lat", "rid"])
     got = world.q.nearest_join(
         "events",
         "pings",
@@ -613,7 +616,9 @@ def test_nearest_join_matches_brute_force(
         max_distance_m=max_d,
         time_tolerance=tol,
         scope=ReadScope(row_filter="rid < 40"),
+        objects_scope=hidden,
     )
+    assert ("object__line" in got.column_names) == provenance
     ref = nearest_join_reference(ev, world.pings, k, max_d, tol)
     rows = got.to_pylist()
     assert {r["rid"] for r in rows} == set(ev.rid)
