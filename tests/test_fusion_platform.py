@@ -15,6 +15,7 @@ import pytest
 from citybase.errors import DeclarationError, NotFound
 from citybase.fusion import sample
 from citybase.fusion.declaration import FusionDeclaration
+from citybase.fusion.lake import feed_records
 from citybase.platform import CityBase
 from citybase.registry import Principal, Role
 from citybase.share import Decision, RowFilter
@@ -266,7 +267,12 @@ def test_new_rows_join_existing_entities_and_ids_stay(source: Path, tmp_path: Pa
         old = store.ids("person")
         before = dict(zip(old["uid"].to_pylist(), old["entity_id"].to_pylist(), strict=True))
 
+        s0 = cb.lake.snapshot()
         cb.load("ps_residents", tmp_path / "residents_b.parquet")
+        # The change feed holds the new rows and nothing else of the type's feeds.
+        person = cb.fusion.declaration.type("person")
+        assert feed_records(cb, person, since=(s0, cb.lake.snapshot())).num_rows == residents.num_rows - cut
+        assert feed_records(cb, person, since=(s0, s0)).num_rows == 0
         t0 = time.perf_counter()
         assert cb.fusion.update() == {"person": residents.num_rows - cut}
         assert time.perf_counter() - t0 < 60

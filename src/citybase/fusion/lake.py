@@ -46,7 +46,8 @@ def stored(spec: DatasetSpec, column: str) -> str | None:
     return column if any(f.name == column for f in spec.fields) else None
 
 
-def _select(cb: CityBase, et: EntityTypeSpec, feed: Feed) -> str:
+def _select(cb: CityBase, et: EntityTypeSpec, feed: Feed, rows: str | None = None) -> str:
+    """The feed's records (the latest row of each record id) from `rows` (default: its table)."""
     spec = cb.lake.spec(feed.dataset)
     rid = q(stored(spec, feed.record_id) or feed.record_id)
     cols = [f"CAST({rid} AS VARCHAR) AS {RECORD_ID}", f"{lit(feed.dataset)} AS {SOURCE}"]
@@ -56,22 +57,30 @@ def _select(cb: CityBase, et: EntityTypeSpec, feed: Feed) -> str:
         expr = f"CAST(s.{q(col)} AS {typ})" if col else f"CAST(NULL AS {typ})"
         cols.append(f"{expr} AS {q(rule_col)}")
     return (
-        f"SELECT {', '.join(cols)} FROM {cb.lake.table(feed.dataset)} AS s WHERE s.{rid} IS NOT NULL"
+        f"SELECT {', '.join(cols)} FROM {rows or cb.lake.table(feed.dataset)} AS s WHERE s.{rid} IS NOT NULL"
         f" QUALIFY row_number() OVER (PARTITION BY s.{rid}"
         " ORDER BY s._ingested_at DESC, s._batch DESC, s._line DESC) = 1"
     )
 
 
-def feed_records(cb: CityBase, et: EntityTypeSpec, known: pa.Table | None = None) -> pa.Table:
+def feed_records(
+    cb: CityBase,
+    et: EntityTypeSpec,
+    known: pa.Table | None = None,
+    since: tuple[int, int] | None = None,
+) -> pa.Table:
     """The type's records from all its feeds, on one schema; with `known` (a `uid` column), only
-    the records not among them (the rows that landed since the last run)."""
+    the records not among them (the rows that landed since the last run). With `since` (snapshots
+    (a, b)), only rows inserted after a up to b are read, not the whole feeds: what changed since
+    the last run is all a running server's maintainer needs to look at."""
     parts = []
     cur = cb.lake.cursor()
     try:
         if known is not None:
             cur.register("_fusion_known", known.select(["uid"]))
         for feed in et.feeds:
-            sql = _select(cb, et, feed)
+            rows = None if since is None else cb.lake.inserted(feed.dataset, *since)
+            sql = _select(cb, et, feed, rows)
             if known is not None:
                 sql = (
                     f"SELECT * FROM ({sql}) AS r WHERE {SOURCE} || '|' || {RECORD_ID}"

@@ -162,7 +162,10 @@ class FusionService:
             for et in decl.types:
                 if self.store.model(et.entity_type) is None:
                     continue  # never resolved: a full `resolve` trains its model first
-                new = feed_records(self.cb, et, known=self.store.ids(et.entity_type))
+                # Only rows inserted since the last update, where that is known (and the same
+                # types are declared: `declare` forgets it); the first update reads every feed.
+                since = (self._seen, snapshot) if self._seen is not None else None
+                new = feed_records(self.cb, et, known=self.store.ids(et.entity_type), since=since)
                 if new.num_rows == 0:
                     continue
                 if ctx is None:

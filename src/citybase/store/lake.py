@@ -180,6 +180,15 @@ class Lake:
         self.spec(name)
         return f"{CATALOG}.{quote(name)}"
 
+    def inserted(self, name: str, since: int, until: int) -> str:
+        """The rows inserted into the dataset's table after snapshot `since` up to `until`, as a
+        SQL relation (DuckLake's change feed: merges and rewrites are not insertions)."""
+        self.spec(name)
+        if until <= since:
+            return f"(SELECT * FROM {self.table(name)} LIMIT 0)"
+        table = name.replace("'", "''")
+        return f"ducklake_table_insertions('{CATALOG}', 'main', '{table}', {since + 1}, {until})"
+
     def create_dataset(self, spec: DatasetSpec, *, replace: bool = False) -> bool:
         """Create the dataset's table from its declaration; False if an identical one exists."""
         old = self._specs.get(spec.name)
