@@ -7,8 +7,8 @@ Trip statistics are window functions in SQL. Stay points (Li et al., 2008) are f
 from an anchor point, the stay extends over the following points while each is within
 `stay_radius_m` of the anchor; it ends at the first point beyond the radius or at the end of the
 object's track, and counts when it lasts at least `stay_min_s`. A stay's points are then skipped;
-otherwise the search moves to the next anchor. The search has no per-point Python loop: all
-anchors of a window of points are extended together, a block of offsets at a time (`stay_points`).
+otherwise the search moves to the next anchor. The search has no per-point Python loop: the next
+anchors of every object are extended together, a block of offsets at a time (`stay_points`).
 
 What DuckDB skips: with a time window, files of other time partitions and row groups outside it;
 for `track`, row groups whose min/max object id excludes the object.
@@ -31,8 +31,10 @@ from citybase.query.scope import ReadScope
 
 #: Metres per degree of latitude on the query box's sphere.
 _DEG_M = math.pi / 180 * EARTH_RADIUS_M
-#: Anchors examined together, and the first and largest number of offsets tried per step.
+#: Anchors examined together per object (at most) and per round (about), and the first and
+#: largest number of offsets tried per step.
 _WINDOW = 512
+_ROUND = 1 << 16
 _BLOCK = 32
 _MAX_BLOCK = 4096
 
@@ -47,7 +49,9 @@ def stay_points(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Stays in points sorted by (group, time): (first index, end index exclusive) of each stay.
 
-    `group` numbers the objects (equal for the points of one object).
+    `group` numbers the objects (equal for the points of one object). Objects are independent:
+    each round takes the next anchors of every object at once, so the rounds follow the longest
+    track, not the number of stays in all of them.
 
     >>> t = np.array([0, 60, 120, 400, 460], dtype=np.int64) * 1_000_000
     >>> lon = np.array([0.0, 0.0001, 0.0002, 0.01, 0.02]); lat = np.zeros(5)
@@ -55,24 +59,36 @@ def stay_points(
     (array([0]), array([3]))
     """
     n = len(t_us)
-    firsts: list[int] = []
-    ends: list[int] = []
-    a = 0
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int64)
+    stops = np.r_[starts[1:], n].astype(np.int64)
+    cursor = starts.copy()  # each object's next anchor
+    live = np.arange(len(starts))
+    firsts: list[npt.NDArray[np.int64]] = []
+    ends: list[npt.NDArray[np.int64]] = []
     min_us = min_s * 1e6
     near = _Near(lon, lat, radius_m)
-    while a < n:
-        anchors = np.arange(a, min(a + _WINDOW, n))
-        end = _extend(anchors, group, t_us, near, min_us)
-        dur = t_us[end - 1] - t_us[anchors]
-        is_stay = np.nonzero(dur >= min_us)[0]
-        if not len(is_stay):
-            a = int(anchors[-1]) + 1
-            continue
-        s = int(is_stay[0])
-        firsts.append(int(anchors[s]))
-        ends.append(int(end[s]))
-        a = int(end[s])
-    return np.array(firsts, dtype=np.int64), np.array(ends, dtype=np.int64)
+    while live.size:
+        width = int(min(_WINDOW, max(_BLOCK, _ROUND // live.size)))
+        lens = np.minimum(width, stops[live] - cursor[live])
+        owner = np.repeat(np.arange(live.size), lens)
+        offset = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        anchors = cursor[live][owner] + offset
+        end = _extend(anchors, owner, group, t_us, near, min_us)
+        stay = np.flatnonzero(t_us[end - 1] - t_us[anchors] >= min_us)
+        # Each object's first stay in its window; the object goes on from the stay's end.
+        owners, at = np.unique(owner[stay], return_index=True)
+        hit = stay[at]
+        firsts.append(anchors[hit])
+        ends.append(end[hit])
+        step = cursor[live] + lens
+        step[owners] = end[hit]
+        cursor[live] = step
+        live = live[cursor[live] < stops[live]]
+    first, stop = np.concatenate(firsts), np.concatenate(ends)
+    order = np.argsort(first, kind="stable")
+    return first[order], stop[order]
 
 
 class _Near:
@@ -114,6 +130,7 @@ class _Near:
 
 def _extend(
     anchors: npt.NDArray[np.int64],
+    owner: npt.NDArray[np.int64],
     group: npt.NDArray[np.int64],
     t_us: npt.NDArray[np.int64],
     near: _Near,
@@ -121,9 +138,10 @@ def _extend(
 ) -> npt.NDArray[np.int64]:
     """For each anchor, the first later index beyond the radius, in another group, or n.
 
-    Only the anchors up to the first stay matter to the caller: once an anchor is known to be a
-    stay (its points already span `min_us`), later anchors are dropped, and so are earlier ones as
-    soon as their end is found. The returned ends are exact for the anchors up to that first stay.
+    `owner` numbers the anchors' objects (anchors sorted by owner, then index). Only each owner's
+    anchors up to its first stay matter to the caller: once an anchor is known to be a stay (its
+    points already span `min_us`), the owner's later anchors are dropped, and so are earlier ones
+    as soon as their end is found. The returned ends are exact up to each owner's first stay.
     """
     n = len(t_us)
     m = len(anchors)
@@ -148,7 +166,10 @@ def _extend(
         ended = t_us[np.maximum(end[pos] - 1, 0)]
         known = np.where(done, ended, t_us[last]) - t_us[ai] >= min_us
         if known.any():
-            active[pos[np.argmax(known)] + 1 :] = False
+            kp = pos[known]
+            first = np.full(int(owner[-1]) + 1, m, dtype=np.int64)
+            np.minimum.at(first, owner[kp], kp)
+            active &= np.arange(m) <= first[owner]
         off += block
         # A long stay is followed by its anchor alone: take bigger steps through it, within
         # about 256k distances a step.
