@@ -88,7 +88,7 @@ def test_unacknowledged_batch_is_redelivered_and_stored_once(
     (device, ts) stores each reading once."""
     with make_platform(tmp_path / "base") as cb:
         with running_bridge(cb, own_broker.url, CLIENT) as bridge:
-            monkeypatch.setattr(bridge._client, "ack", lambda mid, qos: 0)  # the "crash" before acking
+            monkeypatch.setattr(bridge._client, "ack_many", lambda mids: 0)  # the "crash" before acking
             publish(own_broker.port, 0, 60)
             wait_for(lambda: bridge.stats.stored == 60, what="60 rows durable, none acknowledged")
         monkeypatch.undo()

@@ -4,12 +4,15 @@ The bridge subscribes at QoS 1 to `<root>/+/+/telemetry` (see `citybase.iot.deco
 scheme and payloads) with a fixed client id and a persistent session (clean_session false), so
 the broker keeps queueing while the bridge is away: restarted, cut off, or redeploying.
 
-Messages are collected for `batch_ms`, decoded, and made durable as one Arrow batch per dataset
-through `cb.ingest` (one fsync each); rejected messages go to quarantine in the same way. Only then
-are their PUBACKs sent (paho's manual acks). A message the bridge received but had not made durable
-when it lost the connection (or crashed) is therefore still held by the broker and delivered
-again; the dataset's key (device, ts) stores the redelivery once. Acks are never sent on a later
-connection than the one a message came on: the broker redelivers those instead.
+Messages are collected for `batch_ms`, decoded (`Decoder.decode_many`: Arrow parses a batch's
+JSON in one call), and made durable as one Arrow batch per dataset through `cb.ingest` (one fsync
+each); rejected messages go to quarantine in the same way. Only then are their PUBACKs sent, all of
+a batch's in one write (paho's manual acks, through `citybase.iot.client.BatchingClient`, which
+also reads the socket in large chunks: see docs/iot.md, Performance). A message the bridge
+received but had not made durable when it lost the connection (or crashed) is therefore still
+held by the broker and delivered again; the dataset's key (device, ts) stores the redelivery
+once. Acks are never sent on a later connection than the one a message came on: the broker
+redelivers those instead.
 
 A broker restart or a network cut is survived by paho's reconnect loop with backoff (1 to 30 s).
 Mosquitto's defaults drop messages to a slow subscriber (`max_queued_messages 1000`) and let only
@@ -36,6 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from citybase.errors import InputError
+from citybase.iot.client import BatchingClient
 from citybase.iot.decode import MQTT_QUARANTINE, Decoder, Reject, Rows, subscription
 from citybase.iot.devices import DeviceRegistry
 from citybase.iot.rules import ALARMS, RuleBook, RuleEngine, alarms_dataset, alarms_table
@@ -108,7 +112,7 @@ class BridgeStats:
 
 
 # (topic, payload, mid, qos, connection generation, received at in Unix microseconds)
-_Msg = tuple[str, bytes | bytearray, int, int, int, int]
+_Msg = tuple[str | bytes, bytes | bytearray, int, int, int, int]
 
 
 class MqttBridge:
@@ -197,8 +201,8 @@ class MqttBridge:
 
     # -- paho callbacks (network thread): as little work as possible --------------------------
 
-    def _make_client(self) -> Client:
-        c = Client(
+    def _make_client(self) -> BatchingClient:
+        c = BatchingClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             clean_session=False,
@@ -213,7 +217,8 @@ class MqttBridge:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
-        c.on_message = self._on_message
+        c.on_message = self._on_message  # QoS 2 or MQTT 5 only: the rest comes through the sink
+        c.sink = self._on_publish
         return c
 
     def _on_connect(
@@ -251,13 +256,16 @@ class MqttBridge:
             self.stats.last_error = f"disconnected: {rc}"
             log.warning("mqtt bridge disconnected; reconnecting", extra={"fields": {"reason": str(rc)}})
 
-    def _on_message(self, _c: Client, _u: Any, msg: MQTTMessage) -> None:
+    def _on_publish(self, topic: bytes, payload: bytes | bytearray, mid: int, qos: int) -> None:
         now = time.time_ns() // 1000
         with self._lock:
-            self._buf.append((msg.topic, msg.payload, msg.mid, msg.qos, self._gen, now))
+            self._buf.append((topic, payload, mid, qos, self._gen, now))
             n = len(self._buf)
         if n == 1 or n >= self.max_batch:
             self._has_data.set()
+
+    def _on_message(self, _c: Client, _u: Any, msg: MQTTMessage) -> None:
+        self._on_publish(msg._topic, msg.payload, msg.mid, msg.qos)  # the raw topic: bytes
 
     # -- the worker: batch, store, then acknowledge -------------------------------------------
 
@@ -331,11 +339,13 @@ class MqttBridge:
             self.cb.ingest(ALARMS, alarms_table(alarms), source=f"{SOURCE}:rules")
         self.rules.commit(changed)
         t3 = time.perf_counter()
-        # Durable: now, and only now, the broker may forget these messages.
-        acked = 0
+        # Durable: now, and only now, the broker may forget these messages (one write for all).
         gen = self._gen
+        mids = [mid for _t, _p, mid, qos, g, _r in batch if qos == 1 and g == gen]
+        self._client.ack_many(mids)
+        acked = len(mids)
         for _t, _p, mid, qos, g, _r in batch:
-            if qos and g == gen:
+            if qos == 2 and g == gen:  # (only if a broker grants more than the QoS 1 asked for)
                 self._client.ack(mid, qos)
                 acked += 1
         sec = self.stats.seconds
@@ -351,9 +361,7 @@ class MqttBridge:
         assert self._decoder is not None
         out: dict[str, Rows] = {}
         rejects: list[Reject] = []
-        decode = self._decoder.decode
-        for topic, payload, _m, _q, _g, received in batch:
-            decode(topic, payload, received, out, rejects)
+        self._decoder.decode_many([(m[0], m[1], m[5]) for m in batch], out, rejects)
         return out, rejects
 
     def _quarantine(self, rejects: list[Reject]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from citybase.iot.decode_arrow import MIN_GROUP, fast_rows
 from citybase.iot.devices import Device
 from citybase.model.dataset import DatasetSpec, FieldType
 
@@ -40,6 +42,9 @@ TELEMETRY = "telemetry"
 
 _NUM, _INT, _STR, _BOOL = 0, 1, 2, 3
 _KINDS = {FieldType.float: _NUM, FieldType.int: _INT, FieldType.bool: _BOOL}
+_INT64 = 2**63
+#: Topics whose routing (device plan, or why not) the decoder remembers; then it starts over.
+_ROUTES_MAX = 100_000
 
 
 def telemetry_topic(department: str, device_id: str, root: str = "citybase") -> str:
@@ -87,6 +92,9 @@ class _Plan:
     device: Device
     spec: DatasetSpec
     measures: list[_Measure]
+    #: Devices with the same group decode together on the fast path (None: never, see _compile);
+    #: the Decoder numbers the groups.
+    group: Any = None
 
 
 @dataclass
@@ -130,6 +138,7 @@ class Decoder:
         self.root = root
         self.tz = ZoneInfo(tz)
         self.plans: dict[str, _Plan | str] = {}
+        self._routes: dict[str | bytes, tuple[_Plan | None, str, tuple[str, str | None, str] | None]] = {}
         for d in devices:
             spec = specs.get(d.dataset)
             self.plans[d.id] = (
@@ -137,49 +146,107 @@ class Decoder:
                 if spec is None
                 else _compile(d, spec)
             )
+        groups: dict[Any, int] = {}
+        for plan in self.plans.values():  # a small int per payload schema: cheap to hash per message
+            if isinstance(plan, _Plan) and plan.group is not None:
+                plan.group = groups.setdefault(plan.group, len(groups))
 
     def decode(
         self,
-        topic: str,
+        topic: str | bytes,
         payload: bytes | bytearray,
         received_us: int,
         out: dict[str, Rows],
         rejects: list[Reject],
     ) -> None:
-        """Append the message's readings to `out` (by dataset), or its problem to `rejects`."""
-        parts = topic.split("/")
-        if len(parts) != 4 or parts[0] != self.root or parts[3] != TELEMETRY:
-            rejects.append(
-                Reject(MQTT_QUARANTINE, topic, "(topic)", topic, f"{topic}: not a telemetry topic", payload)
-            )
-            return
-        plan = self.plans.get(parts[2])
+        """Append the message's readings to `out` (by dataset), or its problem to `rejects`.
+
+        `topic` may be the raw bytes off the wire (invalid UTF-8 is quarantined like any bad topic).
+        """
+        route = self._routes.get(topic) or self._route(topic)
+        plan, name, bad = route
         if plan is None:
-            reason = f"{topic}: unknown device {parts[2]!r}"
-            rejects.append(Reject(MQTT_QUARANTINE, topic, "(device)", parts[2], reason, payload))
+            assert bad is not None
+            rejects.append(Reject(MQTT_QUARANTINE, name, bad[0], bad[1], bad[2], payload))
             return
-        if isinstance(plan, str):
-            rejects.append(Reject(MQTT_QUARANTINE, topic, "(device)", parts[2], f"{topic}: {plan}", payload))
-            return
-        dev = plan.device
-        if dev.department != parts[1]:
-            reason = f"{topic}: device {dev.id!r} belongs to department {dev.department!r}, not {parts[1]!r}"
-            rejects.append(Reject(MQTT_QUARANTINE, topic, "(department)", parts[1], reason, payload))
-            return
+        dataset = plan.device.dataset
         try:
             body = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as e:
-            reason = f"{topic}: payload is not JSON ({e.__class__.__name__}: {e})"
-            rejects.append(Reject(dev.dataset, topic, "(payload)", None, reason, payload))
+            reason = f"{name}: payload is not JSON ({e.__class__.__name__}: {e})"
+            rejects.append(Reject(dataset, name, "(payload)", None, reason, payload))
             return
-        rows = out.get(dev.dataset)
+        rows = out.get(dataset)
         if rows is None:
-            rows = out[dev.dataset] = Rows(plan.spec)
+            rows = out[dataset] = Rows(plan.spec)
         for item in body if isinstance(body, list) else (body,):
             problem = self._reading(plan, item, received_us, rows)
             if problem is not None:
                 fname, value, why = problem
-                rejects.append(Reject(dev.dataset, topic, fname, value, f"{topic}: {why}", payload))
+                rejects.append(Reject(dataset, name, fname, value, f"{name}: {why}", payload))
+
+    def decode_many(
+        self,
+        msgs: Iterable[tuple[str | bytes, bytes | bytearray, int]],
+        out: dict[str, Rows],
+        rejects: list[Reject],
+    ) -> None:
+        """`decode` for each (topic, payload, received_us), the same rows and rejects; single-reading
+        payloads of devices that share a payload schema are parsed together (decode_arrow)."""
+        groups: dict[Any, tuple[list[_Plan], list[bytes | bytearray], list[int], list[Any]]] = {}
+        slow: list[tuple[str | bytes, bytes | bytearray, int]] = []
+        routes = self._routes
+        for msg in msgs:
+            topic, payload, received = msg
+            plan = (routes.get(topic) or self._route(topic))[0]
+            if plan is None or plan.group is None or payload[:1] != b"{" or b"\n" in payload:
+                slow.append(msg)
+                continue
+            g = groups.get(plan.group)
+            if g is None:
+                g = groups[plan.group] = ([], [], [], [])
+            g[0].append(plan)
+            g[1].append(payload)
+            g[2].append(received)
+            g[3].append(msg)
+        for plans, payloads, times, these in groups.values():
+            if len(payloads) >= MIN_GROUP:
+                dataset = plans[0].device.dataset
+                rows = out.get(dataset)
+                if rows is None:
+                    rows = Rows(plans[0].spec)
+                if fast_rows(plans, payloads, times, rows):
+                    out[dataset] = rows
+                    continue
+            slow.extend(these)
+        for t, p, r in slow:
+            self.decode(t, p, r, out, rejects)
+
+    def _route(self, raw: str | bytes) -> tuple[_Plan | None, str, tuple[str, str | None, str] | None]:
+        """Where a topic's messages go, remembered: (plan, topic, None) or (None, topic, (field,
+        value, reason))."""
+        if len(self._routes) >= _ROUTES_MAX:
+            self._routes.clear()  # a flood of distinct bad topics must not grow memory
+        route = self._routes[raw] = self._route_uncached(raw)
+        return route
+
+    def _route_uncached(
+        self, raw: str | bytes
+    ) -> tuple[_Plan | None, str, tuple[str, str | None, str] | None]:
+        topic = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != self.root or parts[3] != TELEMETRY:
+            return None, topic, ("(topic)", topic, f"{topic}: not a telemetry topic")
+        plan = self.plans.get(parts[2])
+        if plan is None:
+            return None, topic, ("(device)", parts[2], f"{topic}: unknown device {parts[2]!r}")
+        if isinstance(plan, str):
+            return None, topic, ("(device)", parts[2], f"{topic}: {plan}")
+        dev = plan.device
+        if dev.department != parts[1]:
+            reason = f"{topic}: device {dev.id!r} belongs to department {dev.department!r}, not {parts[1]!r}"
+            return None, topic, ("(department)", parts[1], reason)
+        return plan, topic, None
 
     def _reading(
         self, plan: _Plan, item: Any, received_us: int, rows: Rows
@@ -202,6 +269,8 @@ class Decoder:
                     if v != int(v):
                         return m.key, _short(v), f"{m.key!r} is not a whole number"
                     v = int(v)
+                    if not -_INT64 <= v < _INT64:  # would fail the whole batch's Arrow conversion
+                        return m.key, _short(v), f"{m.key!r} is out of range"
                 if m.lo is not None and v < m.lo:
                     return m.key, _short(v), f"{m.key!r} is below the minimum {m.lo:g}"
                 if m.hi is not None and v > m.hi:
@@ -249,7 +318,9 @@ class Decoder:
             if not math.isfinite(ts):
                 return "'ts' is not a time"
             sec = ts / 1000 if abs(ts) > 1e11 else ts
-            return round(sec * 1_000_000)
+            us = round(sec * 1_000_000)
+            # beyond a 64-bit microsecond timestamp the whole batch could not be stored
+            return us if -_INT64 <= us < _INT64 else "'ts' is out of range"
         if isinstance(ts, str):
             try:
                 dt = datetime.fromisoformat(ts)
@@ -282,7 +353,9 @@ def _compile(device: Device, spec: DatasetSpec) -> _Plan | str:
         )
     if not spec.object_field or not spec.time_field:
         return f"dataset {spec.name!r} of device {device.id!r} is not a series dataset"
-    return _Plan(device, spec, measures)
+    fields = [m.field for m in measures]
+    group = (spec.name, tuple(measures)) if measures and len(set(fields)) == len(fields) else None
+    return _Plan(device, spec, measures, group)
 
 
 def _short(v: Any) -> str:
