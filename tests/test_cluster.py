@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +124,38 @@ def test_two_roots_share_one_postgresql_lake(
         assert cb.sql(count).column("n")[0].as_py() == before + 1
         got = cb.query.track("vehicle_positions", "cluster-1")
         assert got.column("lon").to_pylist() == [116.4]
+    # Both ingest at once, each through its own log, flushing in turn: each log has its own mark
+    # in the lake, so neither takes the other's flushes for its own (a shared mark lost rows).
+    with CityBase.open(a) as ca, CityBase.open(b) as cb:
+        for i in range(6):
+            for who, c in (("a", ca), ("b", cb)):
+                row = {
+                    "vehicle_id": f"both-{who}",
+                    "ts": f"2026-11-24T09:00:0{i}",
+                    "gps_lon": 116.4,
+                    "gps_lat": 39.9,
+                }
+                assert c.ingest("vehicle_positions", [row]).accepted == 1
+            (ca if i % 2 else cb).flush()
+        ca.flush()
+        cb.flush()
+        for who in ("a", "b"):
+            assert ca.query.track("vehicle_positions", f"both-{who}").num_rows == 6, who
+        assert ca.sql(count).column("n")[0].as_py() == before + 13
+    # B acknowledges a row and stops before flushing it (a crash); A flushes more entries than B
+    # has. B's next start replays its own log from its own mark: the row lands, once.
+    row = {"vehicle_id": "crashed-b", "ts": "2026-11-24T10:00:00", "gps_lon": 116.4, "gps_lat": 39.9}
+    crash = (
+        "import os, sys; from citybase import CityBase; cb = CityBase.open(sys.argv[1]); "
+        f"assert cb.ingest('vehicle_positions', [{row!r}]).accepted == 1; os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", crash, str(b)], check=True, timeout=120)
+    with CityBase.open(a) as ca:
+        for i in range(5):
+            ca.ingest("vehicle_positions", [{**row, "vehicle_id": "busy-a", "ts": f"2026-11-24T10:00:0{i}"}])
+        ca.flush()
+    with CityBase.open(b) as cb:
+        assert cb.query.track("vehicle_positions", "crashed-b").num_rows == 1
 
 
 # Dask 2026.8 calls reset_index(inplace=True), which pandas 3.1 deprecates: Dask's to fix, not ours.

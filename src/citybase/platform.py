@@ -73,7 +73,7 @@ class CityBase:
         self.registry = Registry(self.meta)
         self.lake = Lake(location or Location.embedded(self.root), threads=threads, memory_limit=memory_limit)
         self.log = AppendLog(self.root / "log.sqlite")
-        self.log.ensure_after(self.lake.watermark())
+        self.log.ensure_after(self.lake.watermark(self.log.id))
         self._city: City | None = None
         self._city_loaded = False
         self._compact_lock = threading.Lock()
@@ -300,7 +300,7 @@ class CityBase:
             before = self.lake.snapshot()
             applied = compact(self.log, self.lake, lambda: self.city)
             if applied:
-                fact = {"batch": f"compaction-{self.lake.watermark()}", "rows": 0}
+                fact = {"batch": f"compaction-{self.lake.watermark(self.log.id)}", "rows": 0}
                 self._record_ingest(fact, self._lake_files(before))
             return applied
 

@@ -90,7 +90,7 @@ def _latest_readings(cb: CityBase, devices: list[Device]) -> Latest:
     out: Latest = {}
     if not by_ds:
         return out
-    for e in cb.log.entries_after(cb.lake.watermark()):
+    for e in cb.log.entries_after(cb.lake.watermark(cb.log.id)):
         if e.kind == ROWS and e.dataset in by_ds:
             _newest(e.table, cb.lake.spec(e.dataset), out)
     for name, ids in by_ds.items():

@@ -13,6 +13,7 @@ import hashlib
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,11 @@ class AppendLog:
                 "CREATE TABLE IF NOT EXISTS idempotency (dataset TEXT NOT NULL, idem TEXT NOT NULL,"
                 " seq INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (dataset, idem))"
             )
+            # The log's identity: the lake keeps one watermark per log, so that several roots
+            # (the cluster deployment) flush into one lake without taking each other's marks.
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (uuid.uuid4().hex,))
+            self.id: str = self._db.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

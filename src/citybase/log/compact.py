@@ -27,7 +27,7 @@ def compact(
     `city` is asked for only when there is something to apply: opening a platform replays the
     log, and reading the city's layers for an empty log would slow every start.
     """
-    mark = lake.watermark()
+    mark = lake.watermark(log.id)
     log.truncate_through(mark)
     applied = 0
     while True:
@@ -47,7 +47,7 @@ def compact(
                 lake.insert_rows(cur, dataset, pa.concat_tables(tables))
             for q in quarantine:
                 lake.insert_quarantine(cur, q)
-            lake.set_watermark(cur, last)
+            lake.set_watermark(cur, last, log.id)
         log.truncate_through(last)
         mark = last
         applied += len(entries)

@@ -12,13 +12,15 @@ All writes funnel through one `Lake` object and one lock (HOUSE_STYLE 5); reads 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,8 @@ _SYSTEM_TABLES = {
         "dataset VARCHAR, digest VARCHAR, batch VARCHAR, source VARCHAR, rows BIGINT,"
         " quarantined BIGINT, duplicates BIGINT, loaded_at TIMESTAMP"
     ),
-    "citybase_watermark": "log_seq BIGINT",
+    "citybase_watermark": "log_seq BIGINT",  # before marks were kept per log: read once, then emptied
+    "citybase_log_marks": "log_id VARCHAR, log_seq BIGINT",
     "citybase_quarantine": ", ".join(f"{n} {sql}" for n, _, sql in QUARANTINE_COLUMNS),
 }
 
@@ -107,6 +110,12 @@ class Lake:
         )
         self._lock = threading.RLock()
         self._specs: dict[str, DatasetSpec] = {}
+        #: Log id -> its watermark, as committed (only that log's flushes move it), and what the
+        #: open transaction sets (applied at its commit).
+        self._marks: dict[str, int] = {}
+        self._pending_marks: dict[str, int] = {}
+        #: The single mark of a lake made before marks were kept per log (None: none left).
+        self._legacy: int | None = None
         with self.transaction() as cur:
             cur.execute(f"CALL {CATALOG}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS})")
             cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'snappy')")
@@ -117,10 +126,12 @@ class Lake:
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.{name} ({cols})")
         with self.transaction() as cur:  # (a table's options cannot be set in its creating transaction)
             # The watermark is rewritten by every flush: one row, kept in the catalog, not a file.
-            cur.execute(
-                f"CALL {CATALOG}.set_option('data_inlining_row_limit', 100, "
-                "table_name => 'citybase_watermark')"
-            )
+            for name in ("citybase_watermark", "citybase_log_marks"):
+                cur.execute(
+                    f"CALL {CATALOG}.set_option('data_inlining_row_limit', 100, table_name => ?)", [name]
+                )
+        row = self.con.execute(f"SELECT max(log_seq) FROM {CATALOG}.citybase_watermark").fetchone()
+        self._legacy = int(row[0]) if row and row[0] is not None else None
         for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
             self._specs[name] = DatasetSpec.model_validate_json(spec)
         #: Datasets whose table is declared sorted by H3 cell (_sort_by_cell).
@@ -146,11 +157,17 @@ class Lake:
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
+                cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                self._pending_marks.clear()
+                with contextlib.suppress(duckdb.Error):  # (a failed COMMIT has rolled back already)
+                    cur.execute("ROLLBACK")
                 cur.close()
                 raise
-            cur.execute("COMMIT")
+            self._marks.update(self._pending_marks)
+            if self._pending_marks:
+                self._legacy = None  # taken over (set_watermark) at this commit
+            self._pending_marks.clear()
             cur.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -278,7 +295,7 @@ class Lake:
             )
             src = "_dedup"
             cond = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM b.{quote(k)}" for k in spec.key)
-            where = f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond})"
+            where = f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond}{_key_ranges(cur, spec.key)})"
         got = cur.execute(f"INSERT INTO {table} SELECT {select} FROM {src} b{where}{order}").fetchone()
         if spec.key:
             cur.execute("DROP TABLE _dedup")
@@ -308,9 +325,14 @@ class Lake:
             ],
         )
 
-    def set_watermark(self, cur: duckdb.DuckDBPyConnection, seq: int) -> None:
-        cur.execute(f"DELETE FROM {CATALOG}.citybase_watermark")
-        cur.execute(f"INSERT INTO {CATALOG}.citybase_watermark VALUES (?)", [seq])
+    def set_watermark(self, cur: duckdb.DuckDBPyConnection, seq: int, log_id: str) -> None:
+        """Record in the open transaction that log `log_id` is in the lake up to entry `seq`."""
+        self.watermark(log_id)  # (reads the old single mark, if the lake has one)
+        cur.execute(f"DELETE FROM {CATALOG}.citybase_log_marks WHERE log_id = ?", [log_id])
+        cur.execute(f"INSERT INTO {CATALOG}.citybase_log_marks VALUES (?, ?)", [log_id, seq])
+        if self._legacy is not None:  # the one log of a lake made before per-log marks takes it over
+            cur.execute(f"DELETE FROM {CATALOG}.citybase_watermark")
+        self._pending_marks[log_id] = seq
 
     # -- bookkeeping reads --------------------------------------------------------------------
 
@@ -326,9 +348,25 @@ class Lake:
         )
         return LoadRecord(*row) if row else None
 
-    def watermark(self) -> int:
-        row = self.con.cursor().execute(f"SELECT max(log_seq) FROM {CATALOG}.citybase_watermark").fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+    def watermark(self, log_id: str) -> int:
+        """The last entry of log `log_id` the lake holds (0: none).
+
+        Read from the catalog once, then kept: only that log's own flushes move it. A lake made
+        before marks were kept per log has one mark for its one log, which counts until then.
+        """
+        with self._lock:
+            mark = self._marks.get(log_id)
+            if mark is None:
+                row = (
+                    self.con.cursor()
+                    .execute(
+                        f"SELECT max(log_seq) FROM {CATALOG}.citybase_log_marks WHERE log_id = ?", [log_id]
+                    )
+                    .fetchone()
+                )
+                mark = int(row[0]) if row and row[0] is not None else (self._legacy or 0)
+                self._marks[log_id] = mark
+            return mark
 
     def snapshot(self, cur: duckdb.DuckDBPyConnection | None = None) -> int:
         """The current snapshot id: changes with every commit anywhere in the lake."""
@@ -402,6 +440,41 @@ class Lake:
             row = cur.execute(f"SELECT count(*) FROM {self.table(name)}").fetchone()
             out[name] = int(row[0]) if row else 0
         return out
+
+
+def _key_ranges(cur: duckdb.DuckDBPyConnection, key: list[str]) -> str:
+    """` AND t.k BETWEEN lo AND hi` for each key column the batch (`_dedup`) has no null in.
+
+    Constant ranges reach the scan of the stored table, whose file and row-group statistics then
+    skip what cannot hold a duplicate: without them, every insert into a keyed table (telemetry:
+    device, ts) read the key columns of the whole table, a cost that grew with it.
+    """
+    cols = [quote(k) for k in key]
+    stats = ", ".join(f"count(*) = count({c}), min({c}), max({c})" for c in cols)
+    row = cur.execute(f"SELECT {stats} FROM _dedup").fetchone()
+    if not row:
+        return ""
+    out = []
+    for i, c in enumerate(cols):
+        full, lo, hi = row[3 * i : 3 * i + 3]
+        if full and _literal(lo) and _literal(hi):
+            out.append(f" AND t.{c} BETWEEN {_literal(lo)} AND {_literal(hi)}")
+    return "".join(out)
+
+
+def _literal(value: Any) -> str:
+    """A key value as a SQL literal of its own type ("" where it has none worth a range)."""
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return ""
 
 
 def _now() -> datetime:
