@@ -96,12 +96,17 @@ def _column(table: pa.Table, spec_field: FieldSpec) -> pa.Array | None:
     return None
 
 
+def _cast_number(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """The whole column at once; raises if any value does not convert."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        as_float = pc.cast(arr, pa.float64())
+        return pc.cast(as_float, target) if target != pa.float64() else as_float
+    return pc.cast(arr, target)
+
+
 def _coerce_number(arr: pa.Array, target: pa.DataType, f: FieldSpec, out: Findings) -> pa.Array:
     try:
-        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-            as_float = pc.cast(arr, pa.float64())
-            return pc.cast(as_float, target) if target != pa.float64() else as_float
-        return pc.cast(arr, target)
+        return _cast_number(arr, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     raw = arr.to_pandas()
@@ -169,8 +174,31 @@ def _coerce_bool(arr: pa.Array, f: FieldSpec, out: Findings) -> pa.Array:
     return pc.if_else(t, True, pc.if_else(fa, False, pa.scalar(None, pa.bool_())))
 
 
+def _as_given(arr: pa.Array, f: FieldSpec, tz: str) -> pa.Array | None:
+    """Text of numbers or times converted as it stands, or None where any value does not convert.
+
+    A blank or padded value never converts (Arrow's parsers take no whitespace), so where this
+    succeeds, trimming and blanking first would have changed nothing: the common case of a clean
+    file skips that pass over every string.
+    """
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    try:
+        if f.type in (FieldType.int, FieldType.float):
+            return _cast_number(arr, ARROW_TYPES[f.type])
+        if f.type is FieldType.timestamp and f.format is None:
+            return _coerce_time(pc.cast(arr, pa.timestamp("us")), f, tz, Findings())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    return None
+
+
 def coerce(arr: pa.Array, f: FieldSpec, tz: str, out: Findings) -> pa.Array:
     """One column to its declared type, recording the rows that do not convert."""
+    res = _as_given(arr, f, tz)
+    if res is not None:
+        _check_values(arr, res, f, out)
+        return res
     arr = _blank_to_null(arr)
     if f.type in (FieldType.int, FieldType.float):
         res = _coerce_number(arr, ARROW_TYPES[f.type], f, out)

@@ -12,7 +12,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +20,8 @@ import pyarrow as pa
 from citybase.errors import InputError
 from citybase.gateway.conform import conform
 from citybase.gateway.readers.base import ReadOptions, reader_for
+from citybase.model.dataset import DatasetSpec, FieldType
+from citybase.model.layout import ARROW_TYPES
 from citybase.places.city import City
 from citybase.places.enrich import enrich
 from citybase.store.lake import Lake, LoadRecord
@@ -51,6 +53,21 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _with_types(spec: DatasetSpec, options: ReadOptions) -> ReadOptions:
+    """The options with the types the declaration expects of its source columns: a reader that
+    can parse straight into them skips a pass of strings (ReadOptions.types)."""
+    if options.types:
+        return options
+    geometry = spec.geometry.field if spec.geometry is not None else None
+    types = {
+        f.source or f.name: ARROW_TYPES[f.type]
+        for f in spec.fields
+        if f.name != geometry
+        and (f.type is FieldType.float or (f.type is FieldType.timestamp and f.format is None))
+    }
+    return replace(options, types=types)
 
 
 def load_file(
@@ -92,7 +109,7 @@ def load_file(
                 inserts[-1].result()  # at most one chunk in flight besides the one being built
             inserts.append(writer.submit(lake.insert_rows, cur, dataset, rows))
 
-        for rb in reader.read(p, options or ReadOptions()):
+        for rb in reader.read(p, _with_types(spec, options or ReadOptions())):
             raw = pa.Table.from_batches([rb])
             result.read += raw.num_rows
             c = conform(spec, raw, tz=tz, source=str(p), batch=batch)

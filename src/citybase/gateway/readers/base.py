@@ -32,6 +32,11 @@ class ReadOptions:
     crs: str | None = None  # override the file's CRS (or give it where the file has none)
     batch_rows: int = 500_000
     extra: dict[str, str] = field(default_factory=dict)
+    #: Column -> the Arrow type its dataset expects (the loader fills it in from the declaration).
+    #: A reader may deliver a column in that type when every value converts to it as it stands;
+    #: it must otherwise deliver what it would without the hint (text formats: strings), so the
+    #: batches of one file may differ in type.
+    types: dict[str, pa.DataType] = field(default_factory=dict)
 
 
 @runtime_checkable
