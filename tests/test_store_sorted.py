@@ -48,9 +48,7 @@ def test_a_merge_sorts_the_partition_by_cell_and_keeps_every_row(tmp_path: Path)
         # Nothing lost or changed: the box query equals a brute-force filter of what was sent.
         box = (116.3, 39.9, 116.4, 40.0)
         got = sorted(cb.query.bbox("pings", box).column("id").to_pylist())
-        want = sorted(
-            r["id"] for r in rows if box[0] <= r["x"] <= box[2] and box[1] <= r["y"] <= box[3]
-        )
+        want = sorted(r["id"] for r in rows if box[0] <= r["x"] <= box[2] and box[1] <= r["y"] <= box[3])
         assert got == want and len(want) > 100
     # Reopened, the sort order is still declared (and not declared twice).
     with CityBase.open(tmp_path / "base") as cb:

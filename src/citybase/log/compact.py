@@ -19,9 +19,7 @@ from citybase.places.enrich import enrich
 from citybase.store.lake import Lake
 
 
-def compact(
-    log: AppendLog, lake: Lake, city: Callable[[], City | None], *, max_rows: int = 2_000_000
-) -> int:
+def compact(log: AppendLog, lake: Lake, city: Callable[[], City | None], *, max_rows: int = 2_000_000) -> int:
     """Apply pending log entries to the lake; return the number of entries applied.
 
     `city` is asked for only when there is something to apply: opening a platform replays the
