@@ -686,6 +686,23 @@ def test_counts_by_place_match_pandas(world: World, level: str, every: str | Non
     assert (g["name"] == level + " " + g["code"]).all()
 
 
+@pytest.mark.parametrize("level", ["district", "grid"])
+def test_counts_through_places_of_the_same_or_another_level_match_pandas(world: World, level: str) -> None:
+    df = world.pings
+    districts = sorted(df.district.dropna().unique())[:2]
+    grids = sorted(df.grid.dropna().unique())[::3]
+    # Places of the grouping level are tested per group; of another level, per row.
+    scope = ReadScope(places={"district": tuple(districts), "grid": tuple(grids)})
+    got = world.q.counts_by_place("pings", level, every="1d", scope=scope).to_pandas()
+    sel = df[df.district.isin(districts) & df.grid.isin(grids)].copy()
+    sel["bucket"] = bucket(sel.t, np.timedelta64(1, "D"))
+    ref = sel.groupby([level, "bucket"]).size().reset_index(name="n")
+    assert len(got) == len(ref) > 0
+    m = got.merge(ref, left_on=["code", "bucket"], right_on=[level, "bucket"])
+    assert len(m) == len(ref) and (m["count"] == m["n"]).all()
+    assert set(got["code"]) <= set(districts if level == "district" else grids)
+
+
 def test_grid_bins_are_counts_by_grid(world: World) -> None:
     a = world.q.grid_bins("events", every="6h")
     b = world.q.counts_by_place("events", "grid", every="6h")

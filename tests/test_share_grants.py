@@ -225,7 +225,13 @@ def test_two_filters_are_anded(world: World) -> None:
     sc = grant_scope(
         spec, None, [RowFilter(places={"district": ["A", "B"]}), RowFilter(equals={"visit_id": ["v0A00"]})]
     )
-    assert sc.row_filter == "((\"district\" IN ('A', 'B'))) AND ((\"visit_id\" IN ('v0A00')))"
+    assert sc.row_filter == "(\"visit_id\" IN ('v0A00'))"
+    assert sc.places == {"district": ("A", "B")}
+    # Two filters on one level: the codes in both.
+    both = grant_scope(
+        spec, None, [RowFilter(places={"district": ["A", "B"]}), RowFilter(places={"district": ["B", "C"]})]
+    )
+    assert both.places == {"district": ("B",)} and both.row_filter is None
 
 
 def test_time_windows_are_intersected_and_kept_apart(world: World) -> None:
@@ -236,7 +242,7 @@ def test_time_windows_are_intersected_and_kept_apart(world: World) -> None:
     sc = grant_scope(spec, None, filters)
     # The later start, the one end; the window is kept out of the SQL row filter.
     assert sc.start == b and sc.end == c
-    assert sc.row_filter == "(\"district\" IN ('A'))" and sc.limits_rows and not sc.is_open
+    assert sc.row_filter is None and sc.places == {"district": ("A",)} and sc.limits_rows and not sc.is_open
     # It lets through exactly what the two filters' SQL lets through, and that is not everything.
     got = world.cb.query.sql("SELECT count(*) AS n FROM city.visits", scopes={"visits": sc})
     both = " AND ".join(f"({f.sql(spec)})" for f in filters)

@@ -11,6 +11,7 @@ What DuckDB skips: with a time window, files of other time partitions and row gr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 import pyarrow as pa
@@ -18,9 +19,9 @@ import pyarrow as pa
 from citybase.errors import InputError
 from citybase.model.city import Level
 from citybase.model.layout import H3
-from citybase.query._sql import TimeLike, interval, quote
+from citybase.query._sql import TimeLike, interval, membership, quote
 from citybase.query.core import QueryCore, Source
-from citybase.query.scope import ReadScope
+from citybase.query.scope import OPEN, ReadScope
 
 #: Aggregate name -> SQL template ({} is the column).
 AGGREGATES: dict[str, str] = {
@@ -129,9 +130,18 @@ class AggregateQueries(QueryCore):
         {'code': 'A', 'name': 'West', 'count': 1, 'pm25_avg': 30.0}
         """
         lv = self.place_level(level)
+        scope = scope or OPEN
         src = self.source(dataset, scope)
         src.need(lv)
+        codes = scope.places.get(lv) if src.raw(lv) else None
+        if codes is not None:
+            # The reader's areas of this very level: a whole group is in or out, so the codes are
+            # tested once per group, not once per row (a 300-district grant: +12% -> +0%).
+            others = {k: v for k, v in scope.places.items() if k != lv}
+            src = self.source(dataset, replace(scope, places=others))
         inner, order = self._binned(src, quote(lv), "code", start, end, every, agg)
+        if codes is not None:
+            inner = f"SELECT * FROM ({inner}) AS g WHERE {membership('g.code', codes)}"
         if self.has_layer(lv):
             names = f"LEFT JOIN (SELECT code, name FROM lake.{quote('place_' + lv)}) AS p USING (code)"
             sql = f"SELECT b.code, p.name, b.* EXCLUDE (code) FROM ({inner}) AS b {names}"

@@ -27,7 +27,7 @@ from citybase.model.city import DEFAULT_H3_RESOLUTION, Level
 from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3, PLACE_KEYS, shadow_columns, stored_columns, stores_shape
 from citybase.places.city import City
-from citybase.query._sql import TimeLike, literal, parse_time, quote, to_utc
+from citybase.query._sql import TimeLike, literal, membership, parse_time, quote, to_utc
 from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
 from citybase.store.files import DirectFiles
@@ -118,11 +118,12 @@ class QueryCore:
         scope = scope or OPEN
         stored = [n for n, _, _ in stored_columns(spec)]
         visible = stored if scope.fields is None else list(dict.fromkeys(scope.fields))
-        unknown = sorted({*visible, *scope.masked} - set(stored))
+        unknown = sorted({*visible, *scope.masked, *scope.places} - set(stored))
         if unknown:
             raise InputError(f"the scope names column(s) {unknown} that dataset {dataset!r} does not have")
         select = ", ".join(self._column_sql(spec, scope, c) for c in visible)
         conds = [f"({scope.row_filter})"] if scope.row_filter else []
+        conds += [membership(quote(lv), codes) for lv, codes in sorted(scope.places.items())]
         conds += self._window_sql(spec, scope, span)
         conds += list(where)
         table = table or self.lake.table(dataset)

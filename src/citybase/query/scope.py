@@ -19,6 +19,9 @@ among a reader's columns, masked or not.
 `row_filter` and the `masked` expressions are SQL written by the platform (the share box), never by
 the reader: they are trusted and go into the query as given.
 
+Places (`places`: level -> codes) are kept apart too, so that counts per area of that level can
+test the codes once per area instead of once per row (aggregate.py).
+
 A time window on the dataset's time field (`start`, `end`) is kept apart from `row_filter`, so the
 engine can leave it out where the rows it reads provably lie inside it (the time field's range in
 the footers of the very files a query reads: core.py). A grant "from 2025 on" then costs nothing on
@@ -57,11 +60,13 @@ class ReadScope:
     #: Only rows whose time field is in [start, end) (either end may be open).
     start: datetime | None = None
     end: datetime | None = None
+    #: Only rows whose place key of each level is one of the codes given (AND across levels).
+    places: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def limits_rows(self) -> bool:
-        """True when the scope hides some rows (a row filter or a time window)."""
-        return bool(self.row_filter) or self.start is not None or self.end is not None
+        """True when the scope hides some rows (a row filter, a time window or places)."""
+        return bool(self.row_filter) or self.start is not None or self.end is not None or bool(self.places)
 
     @property
     def is_open(self) -> bool:

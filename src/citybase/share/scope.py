@@ -26,7 +26,7 @@ from citybase.errors import InputError
 from citybase.model.city import Level
 from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3, PLACE_KEYS, shadow_columns, stored_columns, value_fields
-from citybase.query._sql import literal, quote, to_utc
+from citybase.query._sql import literal, membership, quote, to_utc
 from citybase.query.aggregate import h3_parent_sql
 from citybase.query.scope import ReadScope
 from citybase.share.masking import mask_sql
@@ -61,22 +61,24 @@ class RowFilter(BaseModel):
     def empty(self) -> bool:
         return not self.places and not self.equals and self.start is None and self.end is None
 
-    def sql(self, spec: DatasetSpec, *, window: bool = True) -> str | None:
+    def sql(self, spec: DatasetSpec, *, window: bool = True, places: bool = True) -> str | None:
         """The filter as a SQL boolean over the stored columns (None when it covers every row).
 
-        Without its time window when `window` is false (a `ReadScope` keeps that apart).
+        Without its time window or its places when `window` or `places` is false (a `ReadScope`
+        keeps those apart); they are checked all the same.
         """
         stored = {n for n, _, _ in stored_columns(spec)}
         conds: list[str] = []
         for level, codes in sorted(self.places.items()):
             if level not in PLACE_KEYS or level not in stored:
                 raise InputError(f"dataset {spec.name!r} has no place level {level!r} to filter on")
-            conds.append(_in(quote(level), codes))
+            if places:
+                conds.append(membership(quote(level), codes))
         for name, values in sorted(self.equals.items()):
             if name not in value_fields(spec):
                 raise InputError(f"dataset {spec.name!r} has no stored field {name!r} to filter on")
             _check_values(spec, name, values)
-            conds.append(_in(quote(name), values))
+            conds.append(membership(quote(name), values))
         if self.start is not None or self.end is not None:
             if spec.time_field is None:
                 raise InputError(f"dataset {spec.name!r} has no time field for a time window")
@@ -108,34 +110,6 @@ def _check_values(spec: DatasetSpec, name: str, values: Iterable[Any]) -> None:
     bad = [v for v in values if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds)]
     if bad:
         raise InputError(f"filter values {bad[:3]} do not fit field {name!r} of type {ftype.value}")
-
-
-#: Above this many values, `list_contains` instead of IN: DuckDB evaluates a long IN list per row
-#: far slower, and statistics cannot prune on hundreds of values anyway.
-LONG_LIST = 16
-#: Separators a long list of text values may be written with, as one string split at plan time.
-_SEPARATORS = (",", "\x1f")
-
-
-def _in(column: str, values: Iterable[Any]) -> str:
-    """Membership of a column in `values`, as the cheapest SQL DuckDB plans and runs.
-
-    A long list of text values (a grant on hundreds of districts) is one string literal split at
-    plan time (constant-folded to the same list): parsing and binding one literal instead of
-    hundreds saves about 0.4 ms of planning in every query through the grant (share_bench.py).
-
-    >>> print(_in("d", ["a", "b"]), _in("d", []), _in("d", [str(i) for i in range(20)])[:40], sep=" | ")
-    d IN ('a', 'b') | FALSE | list_contains(string_split('0,1,2,3,4,5,
-    """
-    vs = list(values)
-    if not vs:
-        return "FALSE"  # an empty list covers no row
-    if len(vs) > LONG_LIST and all(isinstance(v, str) for v in vs):
-        sep = next((c for c in _SEPARATORS if not any(c in v for v in vs)), None)
-        if sep is not None:
-            return f"list_contains(string_split({literal(sep.join(vs))}, {literal(sep)}), {column})"
-    items = ", ".join(literal(v) for v in vs)
-    return f"list_contains([{items}], {column})" if len(vs) > LONG_LIST else f"{column} IN ({items})"
 
 
 def location_columns(spec: DatasetSpec) -> list[str]:
@@ -202,13 +176,18 @@ def grant_scope(
 
     >>> from citybase.query.demo import PINGS
     >>> s = grant_scope(DatasetSpec.model_validate(PINGS), ["vehicle", "t"],
-    ...                 [RowFilter(places={"district": ["A"]})])
-    >>> s.fields, s.row_filter
-    (['vehicle', 't', '_batch', '_line', '_ingested_at'], '("district" IN (\\'A\\'))')
+    ...                 [RowFilter(places={"district": ["A"]}, equals={"vehicle": ["a"]})])
+    >>> s.fields, s.row_filter, s.places
+    (['vehicle', 't', '_batch', '_line', '_ingested_at'], '("vehicle" IN (\\'a\\'))', {'district': ('A',)})
     """
     cols = visible_columns(spec, fields)
     given = [f for f in filters if f is not None]
-    parts = [s for s in (f.sql(spec, window=False) for f in given) if s]
+    parts = [s for s in (f.sql(spec, window=False, places=False) for f in given) if s]
+    places: dict[str, tuple[str, ...]] = {}
+    for f in given:
+        for level, codes in f.places.items():  # two filters on one level: the codes in both
+            keep = set(codes)
+            places[level] = tuple(c for c in places.get(level, tuple(codes)) if c in keep)
     row_filter = " AND ".join(f"({p})" for p in parts) if len(parts) > 1 else (parts[0] if parts else None)
     starts = [f.start for f in given if f.start is not None]
     ends = [f.end for f in given if f.end is not None]
@@ -220,6 +199,7 @@ def grant_scope(
         shadows=shadows(spec, masked),
         start=max(starts, key=to_utc) if starts else None,  # the windows' intersection
         end=min(ends, key=to_utc) if ends else None,
+        places=places,
     )
 
 
