@@ -15,11 +15,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from citybase.errors import InputError
 from citybase.model.city import Level
 from citybase.model.layout import H3
-from citybase.query._sql import TimeLike, interval, membership, quote
+from citybase.query._sql import TimeLike, interval, quote
 from citybase.query.core import QueryCore, Source
 from citybase.query.scope import OPEN, ReadScope
 
@@ -140,14 +141,15 @@ class AggregateQueries(QueryCore):
             others = {k: v for k, v in scope.places.items() if k != lv}
             src = self.source(dataset, replace(scope, places=others))
         inner, order = self._binned(src, quote(lv), "code", start, end, every, agg)
-        if codes is not None:
-            inner = f"SELECT * FROM ({inner}) AS g WHERE {membership('g.code', codes)}"
         if self.has_layer(lv):
             names = f"LEFT JOIN (SELECT code, name FROM lake.{quote('place_' + lv)}) AS p USING (code)"
             sql = f"SELECT b.code, p.name, b.* EXCLUDE (code) FROM ({inner}) AS b {names}"
         else:
             sql = f"SELECT b.code, CAST(NULL AS VARCHAR) AS name, b.* EXCLUDE (code) FROM ({inner}) AS b"
-        return self.run(f"{sql} ORDER BY {order}")
+        out = self.run(f"{sql} ORDER BY {order}")
+        if codes is not None:  # (after the query: DuckDB would push a filter on groups down to rows)
+            out = out.filter(pc.is_in(out["code"], value_set=pa.array(codes, out.schema.field("code").type)))
+        return out
 
     def grid_bins(
         self,
