@@ -70,7 +70,7 @@ def stay_points(
     min_us = min_s * 1e6
     near = _Near(lon, lat, radius_m)
     while live.size:
-        width = int(min(_WINDOW, max(_BLOCK, _ROUND // live.size)))
+        width = int(min(_WINDOW, max(4, _ROUND // live.size)))
         lens = np.minimum(width, stops[live] - cursor[live])
         owner = np.repeat(np.arange(live.size), lens)
         offset = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
@@ -148,7 +148,8 @@ def _extend(
     end = np.full(m, -1, dtype=np.int64)
     active = np.ones(m, dtype=bool)
     off = 1
-    block = _BLOCK
+    # Most anchors of a moving object end at the next point: with many anchors, start small.
+    block = max(2, min(_BLOCK, (1 << 18) // max(1, m)))
     while active.any():
         pos = np.nonzero(active)[0]
         ai = anchors[pos]
@@ -173,7 +174,7 @@ def _extend(
         off += block
         # A long stay is followed by its anchor alone: take bigger steps through it, within
         # about 256k distances a step.
-        block = min(block * 2, _MAX_BLOCK, max(_BLOCK, (1 << 18) // max(1, int(active.sum()))))
+        block = min(block * 2, _MAX_BLOCK, max(2, (1 << 18) // max(1, int(active.sum()))))
     # Anchors dropped unfinished lie after the first stay; give them a harmless end.
     unset = end < 0
     end[unset] = anchors[unset] + 1
