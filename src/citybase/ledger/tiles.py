@@ -209,11 +209,18 @@ class WriteBatch:
         self.files.append((tmp, path))
 
     def commit(self) -> None:
-        list(self.pool.map(_fsync_path, [t for t, _ in self.files]))
+        self._fsync_all([t for t, _ in self.files])
         for tmp, path in self.files:
             os.replace(tmp, path)
-        list(self.pool.map(_fsync_path, sorted({p.parent for _, p in self.files})))
+        self._fsync_all(sorted({p.parent for _, p in self.files}))
         self.files = []
+
+    def _fsync_all(self, paths: list[Path]) -> None:
+        try:
+            list(self.pool.map(_fsync_path, paths))
+        except RuntimeError:  # the pool is shut down (a close at interpreter exit): one by one
+            for p in paths:
+                _fsync_path(p)
 
 
 class TileStore:
