@@ -33,17 +33,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 
 from citybase import CityBase
 from citybase.console.testing import browser_missing, console_app, launch_chromium
-from citybase.model.city import Level
-from citybase.places.city import City, Layer
 from citybase.testing import serving
 
 sys.path.insert(0, str(Path(__file__).parent))
-from st_bench import make_data
+from st_bench import bench_city, make_data
 
 FIELDS = [
     {"name": "object_id", "type": "int"},
@@ -66,16 +63,7 @@ VEHICLES = {
 def build(d: Path, points: int, vehicles: int, seed: int) -> CityBase:
     t = time.perf_counter()
     parquet, g = make_data(d, points, 300, seed)
-    cb = CityBase.open(d / "cb", threads=2)
-    codes = np.array([str(c) for c in g["code"]], dtype=object)
-    layer = Layer(
-        Level.district,
-        codes,
-        codes.copy(),
-        np.array([None] * len(g), dtype=object),
-        np.array(g.geometry.values, dtype=object),
-    )
-    cb.setup_city(City("bench", "UTC", 12, {Level.district: layer}))
+    cb = bench_city(d, g, None)
     cb.declare(EVENTS)
     cb.declare(VEHICLES)
     r = cb.load("events", parquet)

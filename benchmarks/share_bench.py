@@ -47,10 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from citybase import CityBase
 from citybase.gateway.conform import shadows
-from citybase.model.city import Level
-from citybase.places.city import City, Layer
 from citybase.query.scope import ReadScope
 from citybase.registry import Principal, Role
 from citybase.share import Decision, RowFilter, Sharing
@@ -58,7 +55,7 @@ from citybase.share.scope import grant_scope
 from citybase.share.usage import Usage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from st_bench import make_data
+from st_bench import bench_city, make_data
 
 THREADS = 2
 SPEC: dict[str, Any] = {
@@ -129,16 +126,8 @@ def main() -> None:
             d, args.points, args.districts, args.seed, chunk_rows=2_000_000, extend=with_personal_fields
         )
         print(f"data: {args.points:,} points, {len(g)} districts, made in {time.perf_counter() - t:.1f} s")
-        cb = CityBase.open(d / "cb", threads=THREADS)
-        codes = np.array([str(c) for c in g["code"]], dtype=object)
-        layer = Layer(
-            Level.district,
-            codes,
-            codes.copy(),
-            np.array([None] * len(g), dtype=object),
-            np.array(g.geometry.values, dtype=object),
-        )
-        cb.setup_city(City("bench", "UTC", 12, {Level.district: layer}))
+        cb = bench_city(d, g, None)
+        codes = [str(c) for c in g["code"]]
         cb.declare(SPEC)
         t = time.perf_counter()
         r = cb.load("gps", parquet)
