@@ -18,21 +18,12 @@ from citybase.fusion.divisions import Division, Divisions
 from citybase.fusion.features import AddressContext
 from citybase.fusion.geocode import Reference
 from citybase.model.dataset import DatasetSpec
+from citybase.sqltext import literal, quote
 
 if TYPE_CHECKING:
     from citybase.platform import CityBase
 
 SOURCE, RECORD_ID = "source", "record_id"
-
-
-def q(name: str) -> str:
-    """A SQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def lit(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def stored(spec: DatasetSpec, column: str) -> str | None:
@@ -49,13 +40,13 @@ def stored(spec: DatasetSpec, column: str) -> str | None:
 def _select(cb: CityBase, et: EntityTypeSpec, feed: Feed, rows: str | None = None) -> str:
     """The feed's records (the latest row of each record id) from `rows` (default: its table)."""
     spec = cb.lake.spec(feed.dataset)
-    rid = q(stored(spec, feed.record_id) or feed.record_id)
-    cols = [f"CAST({rid} AS VARCHAR) AS {RECORD_ID}", f"{lit(feed.dataset)} AS {SOURCE}"]
+    rid = quote(stored(spec, feed.record_id) or feed.record_id)
+    cols = [f"CAST({rid} AS VARCHAR) AS {RECORD_ID}", f"{literal(feed.dataset)} AS {SOURCE}"]
     for rule_col, numeric in et.rule_columns():
         col = stored(spec, feed.column(rule_col))
         typ = "DOUBLE" if numeric else "VARCHAR"
-        expr = f"CAST(s.{q(col)} AS {typ})" if col else f"CAST(NULL AS {typ})"
-        cols.append(f"{expr} AS {q(rule_col)}")
+        expr = f"CAST(s.{quote(col)} AS {typ})" if col else f"CAST(NULL AS {typ})"
+        cols.append(f"{expr} AS {quote(rule_col)}")
     return (
         f"SELECT {', '.join(cols)} FROM {rows or cb.lake.table(feed.dataset)} AS s WHERE s.{rid} IS NOT NULL"
         f" QUALIFY row_number() OVER (PARTITION BY s.{rid}"
@@ -116,7 +107,7 @@ def address_context(cb: CityBase, spec: AddressSpec | None) -> AddressContext | 
         r = spec.reference
         ds = cb.lake.spec(r.dataset)
         cols = [r.address, r.lon, r.lat, r.record_id] + ([r.name] if r.name else [])
-        sel = ", ".join(f"{q(stored(ds, c) or c)} AS {q(c)}" for c in cols)
+        sel = ", ".join(f"{quote(stored(ds, c) or c)} AS {quote(c)}" for c in cols)
         table = cb.sql(f"SELECT {sel} FROM {cb.lake.table(r.dataset)}")
         reference = Reference.build(
             table,

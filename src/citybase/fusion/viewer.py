@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 
 from citybase.errors import CitybaseError
 from citybase.fusion.declaration import EntityTypeSpec, Feed
-from citybase.fusion.lake import lit, q, stored
+from citybase.fusion.lake import stored
 from citybase.model.dataset import DatasetSpec
+from citybase.sqltext import literal, quote
 
 if TYPE_CHECKING:
     from citybase.platform import CityBase
@@ -77,7 +78,7 @@ def dataset_views(cb: CityBase, who: Principal, et: EntityTypeSpec) -> dict[str,
             continue  # records that cannot be told apart cannot be joined to entities
         if scope.limits_rows:
             t = cb.query.sql(
-                f"SELECT CAST({q(view.record_id)} AS VARCHAR) AS r FROM city.{q(feed.dataset)}",
+                f"SELECT CAST({quote(view.record_id)} AS VARCHAR) AS r FROM city.{quote(feed.dataset)}",
                 scopes={feed.dataset: scope},
             )
             view = DatasetView(feed, view.spec, scope, cols, frozenset(t["r"].to_pylist()))
@@ -107,16 +108,16 @@ def search(
     """uids of the readable records whose mapped fields contain `text`, as the reader sees them
     (a masked name is searched masked); metered as a use of each dataset."""
     found: set[str] = set()
-    pattern = lit("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    pattern = literal("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     for name, v in views.items():
         cols = {v.column(rc) for rc, numeric in et.rule_columns() if not numeric}
         seen = sorted(c for c in cols if c is not None and v.sees(c))
         if not seen:
             continue
-        hay = "concat_ws(' ', " + ", ".join(f"CAST({q(c)} AS VARCHAR)" for c in seen) + ")"
+        hay = "concat_ws(' ', " + ", ".join(f"CAST({quote(c)} AS VARCHAR)" for c in seen) + ")"
         t = cb.share.sql(
             who,
-            f"SELECT CAST({q(v.record_id)} AS VARCHAR) AS r FROM city.{q(name)}"
+            f"SELECT CAST({quote(v.record_id)} AS VARCHAR) AS r FROM city.{quote(name)}"
             f" WHERE {hay} ILIKE {pattern} ESCAPE '\\'",
             purpose=f"entity search ({et.entity_type})",
         )
@@ -137,10 +138,10 @@ def read_records(
     for ds, rids in sorted(by_ds.items()):
         v = views[ds]
         cols = list(dict.fromkeys(c for f in v.spec.fields if (c := stored(v.spec, f.name)) and v.sees(c)))
-        rid = q(v.record_id)
+        rid = quote(v.record_id)
         sql = (
-            f"SELECT {', '.join(q(c) for c in cols)} FROM city.{q(ds)}"
-            f" WHERE CAST({rid} AS VARCHAR) IN ({', '.join(lit(r) for r in sorted(set(rids)))})"
+            f"SELECT {', '.join(quote(c) for c in cols)} FROM city.{quote(ds)}"
+            f" WHERE CAST({rid} AS VARCHAR) IN ({', '.join(literal(r) for r in sorted(set(rids)))})"
             f" QUALIFY row_number() OVER (PARTITION BY {rid}"
             " ORDER BY _ingested_at DESC, _batch DESC, _line DESC) = 1"
         )  # the latest row of a record id, as fusion reads it (lake.py)

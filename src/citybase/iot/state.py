@@ -32,7 +32,7 @@ from citybase.model.city import DEFAULT_H3_RESOLUTION
 from citybase.model.dataset import DatasetSpec
 from citybase.model.layout import H3, PLACE_KEYS
 from citybase.places.city import h3_cells
-from citybase.store.lake import quote
+from citybase.sqltext import quote
 
 if TYPE_CHECKING:
     import geopandas as gpd

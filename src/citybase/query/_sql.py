@@ -1,67 +1,29 @@
-"""SQL text helpers: literals, identifiers, times, intervals and the great-circle distance.
+"""SQL text helpers of the query box: times, intervals, membership and the great-circle distance.
 
-Query values are written into the SQL as literals, not bound as parameters: DuckDB then folds them
-at plan time, so a bbox or time predicate reaches the scan as a table filter and prunes files and
-row groups. Every literal goes through `literal`, which only emits numbers, quoted strings and
-typed timestamps.
+Identifiers and literals (`quote`, `literal`, `to_utc`) are `citybase.sqltext`'s, shared with the
+store; they are imported here for the query modules. Query values are written into the SQL as
+literals, not bound as parameters, so that a bbox or time predicate reaches the scan as a table
+filter and prunes files and row groups.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from citybase.errors import InputError
+from citybase.sqltext import literal as literal
+from citybase.sqltext import quote as quote
+from citybase.sqltext import to_utc as to_utc
 
 #: Mean Earth radius (IUGG), metres: the sphere of every distance the query box returns.
 EARTH_RADIUS_M = 6_371_008.8
 
 TimeLike = datetime | date | str | np.datetime64
-
-
-def quote(name: str) -> str:
-    """A SQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: Any) -> str:
-    """A value as a SQL literal (None, bool, int, float, str, datetime, date, bytes).
-
-    >>> literal("O'Brien"), literal(1.5), literal(datetime(2024, 1, 2, 3, 4, 5))
-    ("'O''Brien'", '1.5', "TIMESTAMP '2024-01-02 03:04:05.000000'")
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool | np.bool_):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        if not math.isfinite(f):
-            raise InputError(f"not a finite number: {value!r}")
-        return repr(f)
-    if isinstance(value, datetime):
-        return f"TIMESTAMP '{to_utc(value):%Y-%m-%d %H:%M:%S.%f}'"
-    if isinstance(value, date):
-        return f"DATE '{value.isoformat()}'"
-    if isinstance(value, bytes):
-        return f"from_hex('{value.hex()}')"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise InputError(f"cannot use {type(value).__name__} value {value!r} in a query")
-
-
-def to_utc(value: datetime) -> datetime:
-    """Naive UTC, as stored: an aware time is converted, a naive one is taken as UTC already."""
-    if value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
 
 
 def parse_time(value: TimeLike | None, what: str = "time") -> datetime | None:

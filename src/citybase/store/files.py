@@ -22,6 +22,7 @@ from datetime import date, datetime
 
 import duckdb
 
+from citybase.sqltext import literal
 from citybase.store.lake import Lake
 
 
@@ -35,14 +36,14 @@ class DirectScan:
     @property
     def sql(self) -> str:
         """The files as one relation."""
-        return f"read_parquet([{', '.join(_string(f) for f in self.files)}], hive_partitioning = false)"
+        return f"read_parquet([{', '.join(literal(f) for f in self.files)}], hive_partitioning = false)"
 
     def span(self, cur: duckdb.DuckDBPyConnection, column: str) -> tuple[datetime, datetime] | None:
         """The earliest and latest value of a time column over every row of the files, from their
         footers; None when a row group has no statistics or a null in it (then nothing is implied).
         """
         if column not in self._spans:
-            files = ", ".join(_string(f) for f in self.files)
+            files = ", ".join(literal(f) for f in self.files)
             row = cur.execute(
                 "SELECT bool_and(coalesce(stats_min_value IS NOT NULL AND stats_max_value IS NOT NULL "
                 "AND stats_null_count = 0, false)), min(TRY_CAST(stats_min_value AS TIMESTAMP)), "
@@ -89,7 +90,7 @@ class DirectFiles:
         files = [f for f, _ in pairs]
         row = cur.execute(f"SELECT count(*) FROM {self.lake.table(dataset)}").fetchone()
         in_files = cur.execute(
-            f"SELECT sum(num_rows) FROM parquet_file_metadata([{', '.join(_string(f) for f in files)}])"
+            f"SELECT sum(num_rows) FROM parquet_file_metadata([{', '.join(literal(f) for f in files)}])"
         ).fetchone()
         if not row or not in_files or int(row[0]) != int(in_files[0] or 0):
             return None  # rows inlined in the catalog, or files and table disagree: read DuckLake
@@ -99,8 +100,3 @@ class DirectFiles:
 def _moment(value: date) -> datetime:
     """A footer's timestamp or date as a naive (UTC) datetime."""
     return value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
-
-
-def _string(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"

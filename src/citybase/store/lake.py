@@ -30,6 +30,7 @@ import pyarrow as pa
 from citybase.errors import Conflict, NotFound
 from citybase.model.dataset import DatasetSpec
 from citybase.model.layout import H3, QUARANTINE_COLUMNS, table_columns
+from citybase.sqltext import literal, quote
 from citybase.store.engine import connect, load_aliased
 
 CATALOG = "lake"
@@ -46,11 +47,6 @@ _SYSTEM_TABLES = {
     "citybase_log_marks": "log_id VARCHAR, log_seq BIGINT",
     "citybase_quarantine": ", ".join(f"{n} {sql}" for n, _, sql in QUARANTINE_COLUMNS),
 }
-
-
-def quote(name: str) -> str:
-    """A SQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -203,8 +199,7 @@ class Lake:
         self.spec(name)
         if until <= since:
             return f"(SELECT * FROM {self.table(name)} LIMIT 0)"
-        table = name.replace("'", "''")
-        return f"ducklake_table_insertions('{CATALOG}', 'main', '{table}', {since + 1}, {until})"
+        return f"ducklake_table_insertions('{CATALOG}', 'main', {literal(name)}, {since + 1}, {until})"
 
     def create_dataset(self, spec: DatasetSpec, *, replace: bool = False) -> bool:
         """Create the dataset's table from its declaration; False if an identical one exists."""
@@ -461,24 +456,16 @@ def _key_ranges(cur: duckdb.DuckDBPyConnection, key: list[str]) -> str:
     out = []
     for i, c in enumerate(cols):
         full, lo, hi = row[3 * i : 3 * i + 3]
-        if full and _literal(lo) and _literal(hi):
-            out.append(f" AND t.{c} BETWEEN {_literal(lo)} AND {_literal(hi)}")
+        if full and _rangeable(lo) and _rangeable(hi):
+            out.append(f" AND t.{c} BETWEEN {literal(lo)} AND {literal(hi)}")
     return "".join(out)
 
 
-def _literal(value: Any) -> str:
-    """A key value as a SQL literal of its own type ("" where it has none worth a range)."""
-    if value is None or isinstance(value, bool):
-        return ""
-    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-        return repr(value)
-    if isinstance(value, datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, date):
-        return f"DATE '{value.isoformat()}'"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return ""
+def _rangeable(value: Any) -> bool:
+    """A key value a range can be written with (not null, bool, NaN or an unknown type)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int | str | date) and not isinstance(value, bool)
 
 
 def _partition_sql(spec: DatasetSpec) -> list[str]:
