@@ -110,8 +110,10 @@ class Lake:
         #: open transaction sets (applied at its commit).
         self._marks: dict[str, int] = {}
         self._pending_marks: dict[str, int] = {}
-        #: The single mark of a lake made before marks were kept per log (None: none left).
+        #: The single mark of a lake made before marks were kept per log (None: none left), read
+        #: only when a log without a mark of its own asks (not at every start).
         self._legacy: int | None = None
+        self._legacy_read = False
         with self.transaction() as cur:
             cur.execute(f"CALL {CATALOG}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS})")
             cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'snappy')")
@@ -126,8 +128,6 @@ class Lake:
                 cur.execute(
                     f"CALL {CATALOG}.set_option('data_inlining_row_limit', 100, table_name => ?)", [name]
                 )
-        row = self.con.execute(f"SELECT max(log_seq) FROM {CATALOG}.citybase_watermark").fetchone()
-        self._legacy = int(row[0]) if row and row[0] is not None else None
         for name, spec in self.con.execute(f"SELECT name, spec FROM {CATALOG}.citybase_datasets").fetchall():
             self._specs[name] = DatasetSpec.model_validate_json(spec)
         #: Datasets whose table is declared sorted by H3 cell (_sort_by_cell).
@@ -162,7 +162,7 @@ class Lake:
                 raise
             self._marks.update(self._pending_marks)
             if self._pending_marks:
-                self._legacy = None  # taken over (set_watermark) at this commit
+                self._legacy, self._legacy_read = None, True  # taken over (set_watermark) at this commit
             self._pending_marks.clear()
             cur.close()
 
@@ -363,9 +363,17 @@ class Lake:
                     )
                     .fetchone()
                 )
-                mark = int(row[0]) if row and row[0] is not None else (self._legacy or 0)
+                mark = int(row[0]) if row and row[0] is not None else (self._legacy_mark() or 0)
                 self._marks[log_id] = mark
             return mark
+
+    def _legacy_mark(self) -> int | None:
+        if not self._legacy_read:
+            sql = f"SELECT max(log_seq) FROM {CATALOG}.citybase_watermark"
+            row = self.con.cursor().execute(sql).fetchone()
+            self._legacy = int(row[0]) if row and row[0] is not None else None
+            self._legacy_read = True
+        return self._legacy
 
     def snapshot(self, cur: duckdb.DuckDBPyConnection | None = None) -> int:
         """The current snapshot id: changes with every commit anywhere in the lake."""
