@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from citybase.errors import DeclarationError
-from citybase.fusion.rules import MatchRules
+from citybase.fusion.rules import MatchRules, YamlModel
 from citybase.model.dataset import DatasetSpec
 
 #: NGSI-LD types for the usual entity types (FIWARE Smart Data Models where one exists).
@@ -186,7 +186,7 @@ class AddressSpec(BaseModel):
     reference: ReferenceSpec | None = None
 
 
-class FusionDeclaration(BaseModel):
+class FusionDeclaration(YamlModel):
     """Everything the platform fuses."""
 
     model_config = ConfigDict(extra="forbid")
@@ -233,13 +233,4 @@ class FusionDeclaration(BaseModel):
             data = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
         elif isinstance(source, str):
             data = yaml.safe_load(source)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise DeclarationError(f"{where}: {problems}") from e
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(
-            self.model_dump(mode="json", exclude_defaults=True), allow_unicode=True, sort_keys=False
-        )
+        return cls.validated(data, where)

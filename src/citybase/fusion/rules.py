@@ -18,7 +18,7 @@ not in the middle of a million-record run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -67,7 +67,24 @@ class FieldRule(BaseModel):
 BlockingRule = list[str] | str  # column names all equal, or a SQL condition on l. and r.
 
 
-class MatchRules(BaseModel):
+class YamlModel(BaseModel):
+    """A declaration written as YAML: validated with errors that name the file and the field."""
+
+    @classmethod
+    def validated(cls, data: Any, where: str) -> Self:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise DeclarationError(f"{where}: {problems}") from e
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(
+            self.model_dump(mode="json", exclude_defaults=True), allow_unicode=True, sort_keys=False
+        )
+
+
+class MatchRules(YamlModel):
     """How records of one entity type are matched and scored (Fellegi-Sunter, trained unlabelled)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -112,13 +129,4 @@ class MatchRules(BaseModel):
         ):
             where = str(source)
             source = Path(source).read_text(encoding="utf-8")
-        try:
-            return cls.model_validate(yaml.safe_load(source))
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise DeclarationError(f"{where}: {problems}") from e
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(
-            self.model_dump(mode="json", exclude_defaults=True), allow_unicode=True, sort_keys=False
-        )
+        return cls.validated(yaml.safe_load(source), where)
