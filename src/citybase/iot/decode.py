@@ -111,6 +111,32 @@ class Rows:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def extend(
+        self,
+        device: list[str],
+        ts: list[int],
+        lon: list[float],
+        lat: list[float],
+        measures: list[tuple[str, list[Any]]],
+    ) -> None:
+        """Add readings; a measure column they lack (another device's) gets nulls, so that the
+        devices of one dataset may send different measures and the columns stay aligned."""
+        n0, k = len(self.ts), len(ts)
+        self.device.extend(device)
+        self.ts.extend(ts)
+        self.lon.extend(lon)
+        self.lat.extend(lat)
+        values = self.values
+        for name, vals in measures:
+            col = values.get(name)
+            if col is None:
+                col = values[name] = [None] * n0
+            col.extend(vals)
+        if len(values) > len(measures):
+            for col in values.values():
+                if len(col) == n0:
+                    col.extend([None] * k)
+
     def to_arrow(self) -> pa.Table:
         """The batch as the dataset's raw columns, ready for `cb.ingest` (one conform, one fsync)."""
         spec = self.spec
@@ -293,22 +319,8 @@ class Decoder:
             if isinstance(us_or_err, str):
                 return "ts", _short(ts), us_or_err
             us = us_or_err
-        n = len(rows.ts)
-        rows.device.append(plan.device.id)
-        rows.ts.append(us)
-        rows.lon.append(plan.device.lon)
-        rows.lat.append(plan.device.lat)
-        # Devices of one dataset may send different measures: keep the columns aligned.
-        values = rows.values
-        for name, v in got:
-            col = values.get(name)
-            if col is None:
-                col = values[name] = [None] * n
-            col.append(v)
-        if len(values) > len(got):
-            for col in values.values():
-                if len(col) == n:
-                    col.append(None)
+        d = plan.device
+        rows.extend([d.id], [us], [d.lon], [d.lat], [(name, [v]) for name, v in got])
         return None
 
     def _time(self, ts: Any) -> int | str:

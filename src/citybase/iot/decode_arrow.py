@@ -67,7 +67,9 @@ def fast_rows(
     us = _times(t.column("ts").combine_chunks() if "ts" in names else None, received)
     if us is None:
         return False
-    _append(rows, plans, us, cols)
+    rows.extend(
+        [p.device.id for p in plans], us, [p.device.lon for p in plans], [p.device.lat for p in plans], cols
+    )
     return True
 
 
@@ -149,21 +151,3 @@ def _times(a: pa.Array | None, received: Sequence[int]) -> list[int] | None:
         for k in np.flatnonzero(missing).tolist():
             out[k] = received[k]
     return out
-
-
-def _append(rows: Rows, plans: Sequence[_Plan], us: list[int], cols: list[tuple[str, list[Any]]]) -> None:
-    n0 = len(rows.ts)
-    k = len(us)
-    rows.device.extend([p.device.id for p in plans])
-    rows.ts.extend(us)
-    rows.lon.extend([p.device.lon for p in plans])
-    rows.lat.extend([p.device.lat for p in plans])
-    values = rows.values
-    for name, vals in cols:
-        col = values.get(name)
-        if col is None:
-            col = values[name] = [None] * n0
-        col.extend(vals)
-    for col in values.values():  # columns of other devices of the dataset: keep them aligned
-        if len(col) == n0:
-            col.extend([None] * k)
