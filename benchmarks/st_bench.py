@@ -245,6 +245,12 @@ def main() -> None:
         choices=["day", "month", "year", "none"],
         help="time partition of citybase's table",
     )
+    ap.add_argument(
+        "--partition-cells",
+        type=int,
+        help="also split citybase's time partitions by the H3 cell of this resolution (e.g. 7)",
+    )
+    ap.add_argument("--queries", help="run only these queries, e.g. B1,B2,B4 (default: all)")
     ap.add_argument("--keep", type=Path, help="keep the data in this folder")
     ap.add_argument(
         "--memory-limit",
@@ -269,7 +275,7 @@ def main() -> None:
 
         # ---- load ---------------------------------------------------------------------------
         cb = bench_city(d, g, args.memory_limit)
-        cb.declare({**SPEC, "partition": args.partition})
+        cb.declare({**SPEC, "partition": args.partition, "partition_cells": args.partition_cells})
         t = time.perf_counter()
         r = cb.load("gps", parquet)
         load_s = time.perf_counter() - t
@@ -395,6 +401,9 @@ def main() -> None:
                 lambda: duck.execute(knn_join_sql(f"read_parquet('{events}')", src, 3, 5)).to_arrow_table(),
             ),
         }
+        if args.queries:
+            wanted = tuple(w.strip() + " " for w in args.queries.split(","))
+            qs = {name: pair for name, pair in qs.items() if (name + " ").startswith(wanted)}
         print(f"\n{'query':<34}{'citybase p50':>13}{'p99':>9}{'duckdb p50':>12}{'p99':>9}{'ratio':>8}  rows")
         for name, (ours, peer) in qs.items():
             reps = args.reps if not name.startswith("B5") else max(3, args.reps // 5)
@@ -413,18 +422,19 @@ def main() -> None:
                 f"{n_ours:,} / {n_ref:,}"
             )
         # B5 as a rate over the whole table: place keys vs DuckDB's spatial join.
-        p50, _, _ = timed(lambda: q.counts_by_place("gps", "district", every="1h"), 2)
-        d50, _, _ = timed(
-            lambda: duck.execute(
-                f"SELECT d.code, time_bucket(INTERVAL 1 HOUR, p.ts) AS h, count(*) FROM {src} p "
-                "JOIN d ON ST_Contains(d.geom, ST_Point(p.lon, p.lat)) GROUP BY ALL"
-            ).fetchall(),
-            1,
-        )
-        print(
-            f"B5 whole table: citybase {args.points / p50 * 1000 / 1e6:.1f} M points/s, DuckDB spatial join "
-            f"{args.points / d50 * 1000 / 1e6:.2f} M points/s ({d50 / p50:.1f}x)"
-        )
+        if not args.queries or "B5" in args.queries.split(","):
+            p50, _, _ = timed(lambda: q.counts_by_place("gps", "district", every="1h"), 2)
+            d50, _, _ = timed(
+                lambda: duck.execute(
+                    f"SELECT d.code, time_bucket(INTERVAL 1 HOUR, p.ts) AS h, count(*) FROM {src} p "
+                    "JOIN d ON ST_Contains(d.geom, ST_Point(p.lon, p.lat)) GROUP BY ALL"
+                ).fetchall(),
+                1,
+            )
+            print(
+                f"B5 whole table: citybase {args.points / p50 * 1000 / 1e6:.1f} M points/s, "
+                f"DuckDB spatial join {args.points / d50 * 1000 / 1e6:.2f} M points/s ({d50 / p50:.1f}x)"
+            )
         if not args.no_geopandas:
             import geopandas as gpd
 

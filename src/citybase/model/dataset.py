@@ -39,6 +39,7 @@ RESERVED_COLUMNS = frozenset(
         "_batch",
         "_line",
         "_ingested_at",
+        "_tile",
     }
 )
 
@@ -156,6 +157,11 @@ class DatasetSpec(BaseModel):
     update_cycle: str = "real-time"
     #: Time partition of the lake table: coarser for slow datasets, `day` for GPS-scale ones.
     partition: str = "month"  # day | month | year | none
+    #: Spatial partition: each time partition's files are split by the H3 cell of this resolution
+    #: that holds the row, so that a place query opens the files of its few cells, not files that
+    #: each cover the whole city (docs/adr/0006). For datasets with millions of rows per time
+    #: partition; None (the default) keeps one run of files per time partition.
+    partition_cells: int | None = Field(default=None, ge=0, le=10)
 
     @field_validator("name", "department", "system")
     @classmethod
@@ -176,6 +182,8 @@ class DatasetSpec(BaseModel):
             raise ValueError(f"fields declared twice: {sorted(dupes)}")
         if self.partition not in ("day", "month", "year", "none"):
             raise ValueError(f"partition {self.partition!r} is not one of day, month, year, none")
+        if self.partition_cells is not None and self.geometry is None and self.address_field is None:
+            raise ValueError("partition_cells needs a geometry or an address field (rows with a position)")
         if "-" in self.name:
             raise ValueError(f"dataset name {self.name!r} must use '_' not '-' (it becomes a table)")
 

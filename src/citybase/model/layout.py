@@ -22,6 +22,9 @@ from citybase.model.dataset import DatasetSpec, FieldType, Kind
 PLACE_KEYS: tuple[str, ...] = tuple(level.value for level in Level)
 H3 = "h3"
 BATCH, LINE, INGESTED_AT = "_batch", "_line", "_ingested_at"
+#: The spatial partition key of a dataset declared with `partition_cells`: a column of the lake
+#: table only, computed from `h3` when rows are written (store/lake.py), never seen by readers.
+TILE = "_tile"
 
 ARROW_TYPES: dict[FieldType, pa.DataType] = {
     FieldType.string: pa.string(),

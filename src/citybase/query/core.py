@@ -30,7 +30,7 @@ from citybase.places.city import City
 from citybase.query._sql import TimeLike, literal, membership, parse_time, quote, to_utc
 from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
-from citybase.store.files import DirectFiles
+from citybase.store.files import DirectFiles, DirectScan
 from citybase.store.lake import Lake
 
 
@@ -186,6 +186,42 @@ class QueryCore:
             return plain
         branches = [r.sql(quote(H3)) for r in ranges]
         return self.source(dataset, scope, where=where, branches=branches, table=table, span=span)
+
+    def narrow(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        direct: DirectScan,
+        scope: ReadScope | None,
+        box: BBox | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> DirectScan:
+        """The files of `direct` (store/files.py) that a query in `box` (on lon/lat) and
+        [start, end) (on the time field) may need.
+
+        The box and the window narrow the files only where the reader sees the column as stored
+        (a masked value may lie outside the stored one's bounds); the scope's own window narrows
+        them too.
+        """
+        probe = self.source(direct.dataset, scope)
+        scope = scope or OPEN
+        tf = probe.spec.time_field
+        if scope.start is not None:
+            start = max(start, to_utc(scope.start)) if start is not None else to_utc(scope.start)
+        if scope.end is not None:
+            end = min(end, to_utc(scope.end)) if end is not None else to_utc(scope.end)
+        located = box is not None and not probe.shapes and probe.raw("lon") and probe.raw("lat")
+        timed = tf is not None and probe.raw(tf) and (start is not None or end is not None)
+        return direct.subset(cur, box if located else None, (tf, start, end) if timed and tf else None)
+
+    def window_span(
+        self, cur: duckdb.DuckDBPyConnection, direct: DirectScan | None, scope: ReadScope | None
+    ) -> tuple[datetime, datetime] | None:
+        """The time span of the files read, when the scope has a time window to skip (`source`)."""
+        if direct is None or scope is None or (scope.start is None and scope.end is None):
+            return None
+        tf = self.spec(direct.dataset).time_field
+        return direct.span(cur, tf) if tf is not None else None
 
     # -- common predicates --------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from citybase.errors import InputError
-from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine, interval, literal, quote
+from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine, interval, literal, parse_time, quote
 from citybase.query.core import QueryCore, Source
 from citybase.query.prune import circle_bbox
 from citybase.query.scope import ReadScope
@@ -91,15 +91,15 @@ class NearestQueries(QueryCore):
         rings = MAX_RINGS if probe.raw("lon") and probe.raw("lat") else 0
         with self.cursor(late_materialization=False) as cur:
             direct = self.files.scan(cur, dataset) if rings else None
-            tf = probe.spec.time_field
-            windowed = scope is not None and (scope.start is not None or scope.end is not None)
-            span = direct.span(cur, tf) if direct is not None and windowed and tf else None
+            t0, t1 = parse_time(start, "start"), parse_time(end, "end")
             for _ in range(rings):
                 box = circle_bbox(x, y, radius)
                 x0, y0, x1, y1 = (literal(v) for v in box)
                 where = [f'"lon" BETWEEN {x0} AND {x1}', f'"lat" BETWEEN {y0} AND {y1}', *when]
                 try:
-                    table = direct.sql if direct is not None else None
+                    files = self.narrow(cur, direct, scope, box, t0, t1) if direct is not None else None
+                    span = self.window_span(cur, files, scope)
+                    table = files.sql if files is not None else None
                     src = self.spatial_source(dataset, scope, box, table=table, span=span)
                     got = self._closest(cur, src, dist, where, radius, k)
                 except duckdb.IOException:
@@ -107,7 +107,7 @@ class NearestQueries(QueryCore):
                         raise
                     # A file went away (the lake was compacted): read through DuckLake from now on.
                     self.files.forget(dataset)
-                    direct, span = None, None  # the span was of the files that went
+                    direct = None
                     got = self._closest(cur, self.spatial_source(dataset, scope, box), dist, where, radius, k)
                 if got.num_rows == k or radius >= limit:
                     if got.num_rows == k:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from typing import TypeAlias
 
+import duckdb
 import pyarrow as pa
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 from citybase.errors import InputError
-from citybase.query._sql import TimeLike, literal
+from citybase.query._sql import TimeLike, literal, parse_time
 from citybase.query.core import QueryCore, Source
 from citybase.query.prune import BBox
 from citybase.query.scope import ReadScope
@@ -139,7 +140,20 @@ class RangeQueries(QueryCore):
         """
         shape = as_area(area)
         probe = self.source(dataset, scope)
-        where = area_where(probe, shape) + self.time_where(probe, start, end)
-        src = self.spatial_source(dataset, scope, shape)
+        where = " AND ".join(area_where(probe, shape) + self.time_where(probe, start, end))
         lim = f" LIMIT {int(limit)}" if limit is not None else ""
-        return self.run(f"SELECT * FROM {src.sql} AS s WHERE {' AND '.join(where)}{lim}")
+        box = shape if isinstance(shape, tuple) else tuple(shapely.bounds(shape).tolist())
+        with self.cursor() as cur:
+            direct = self.files.scan(cur, dataset)
+            if direct is not None:
+                direct = self.narrow(
+                    cur, direct, scope, box, parse_time(start, "start"), parse_time(end, "end")
+                )
+                span = self.window_span(cur, direct, scope)
+                src = self.spatial_source(dataset, scope, shape, table=direct.sql, span=span)
+                try:
+                    return cur.execute(f"SELECT * FROM {src.sql} AS s WHERE {where}{lim}").to_arrow_table()
+                except duckdb.IOException:
+                    self.files.forget(dataset)  # a file went away (the lake was compacted)
+            src = self.spatial_source(dataset, scope, shape)
+            return cur.execute(f"SELECT * FROM {src.sql} AS s WHERE {where}{lim}").to_arrow_table()

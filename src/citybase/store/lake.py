@@ -29,13 +29,16 @@ import pyarrow as pa
 
 from citybase.errors import Conflict, NotFound
 from citybase.model.dataset import DatasetSpec
-from citybase.model.layout import H3, QUARANTINE_COLUMNS, table_columns
+from citybase.model.layout import H3, QUARANTINE_COLUMNS, TILE, table_columns
 from citybase.sqltext import literal, quote
 from citybase.store.engine import connect, load_aliased
 
 CATALOG = "lake"
 #: Rows per Parquet row group: small enough that a place or time predicate skips most of a file.
 ROW_GROUP_ROWS = 16_384
+#: Merged files written per transaction by `merge_small_files`: each is a sort of its inputs, and
+#: a table split by cell (ADR 0006) has hundreds of partitions to merge after a large load.
+MERGES_PER_COMMIT = 16
 
 _SYSTEM_TABLES = {
     "citybase_datasets": "name VARCHAR, spec VARCHAR, created_at TIMESTAMP",
@@ -212,26 +215,25 @@ class Lake:
                     f"dataset {spec.name!r} is already declared differently; "
                     "changing a declaration needs replace=True (a schema migration)"
                 )
-        layout = table_columns(spec)
-        cols = ", ".join(f"{quote(n)} {sql}" for n, _, sql in layout)
+        layout = [(n, sql) for n, _, sql in table_columns(spec)]
+        if _tiled(spec):
+            layout.append((TILE, "UBIGINT"))
+        cols = ", ".join(f"{quote(n)} {sql}" for n, sql in layout)
         with self.transaction() as cur:
             table = f"{CATALOG}.{quote(spec.name)}"
             if old is not None:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
                 cur.execute(f"DELETE FROM {CATALOG}.citybase_datasets WHERE name = ?", [spec.name])
             cur.execute(f"CREATE TABLE {table} ({cols})")
-            if spec.time_field and spec.partition != "none":
-                t = quote(spec.time_field)
-                parts = {"year": [f"year({t})"], "month": [f"year({t})", f"month({t})"]}.get(
-                    spec.partition, [f"year({t})", f"month({t})", f"day({t})"]
-                )
+            parts = _partition_sql(spec) + ([quote(TILE)] if _tiled(spec) else [])
+            if parts:
                 cur.execute(f"ALTER TABLE {table} SET PARTITIONED BY ({', '.join(parts)})")
             cur.execute(
                 f"INSERT INTO {CATALOG}.citybase_datasets VALUES (?, ?, ?)",
                 [spec.name, spec.model_dump_json(), _now()],
             )
         self._specs[spec.name] = spec
-        self._columns[spec.name] = frozenset(n for n, _, _ in layout)
+        self._columns[spec.name] = frozenset(n for n, _ in layout)
         self._sorted.discard(spec.name)  # a replaced table is a new table
         self._sort_by_cell(spec.name)
         return True
@@ -259,6 +261,10 @@ class Lake:
             if not (done and done[0]):
                 cur.execute(f"ALTER TABLE {self.table(name)} SET SORTED BY ({quote(H3)})")
                 cur.execute(f"CALL {CATALOG}.set_option('sort_on_insert', false, table_name => ?)", [name])
+                if _tiled(self.spec(name)):
+                    # Not `_tile=<id>` folders: readers that infer columns from folder names (Dask,
+                    # pyarrow) would take the key as text and clash with the UBIGINT in the file.
+                    cur.execute(f"CALL {CATALOG}.set_option('hive_file_pattern', false, table_name => ?)", [name])
         self._sorted.add(name)
 
     # -- writes -------------------------------------------------------------------------------
@@ -280,9 +286,12 @@ class Lake:
         have = self.columns(dataset)
         cols = [c for c in table_columns(spec) if c[0] in have]
         names = [n for n, _, _ in cols]
-        select = ", ".join(
-            f"ST_GeomFromWKB({quote(n)})" if sql == "GEOMETRY" else quote(n) for n, _, sql in cols
-        )
+        exprs = [f"ST_GeomFromWKB({quote(n)})" if sql == "GEOMETRY" else quote(n) for n, _, sql in cols]
+        targets = [quote(n) for n in names]
+        if TILE in have and spec.partition_cells is not None:
+            exprs.append(tile_sql(spec.partition_cells))
+            targets.append(quote(TILE))
+        select = ", ".join(exprs)
         order = f" ORDER BY {', '.join([*_partition_sql(spec), quote(H3)])}" if H3 in names else ""
         cur.register("_batch_rows", rows.select(names))
         src, where = "_batch_rows", ""
@@ -295,7 +304,9 @@ class Lake:
             src = "_dedup"
             cond = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM b.{quote(k)}" for k in spec.key)
             where = f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond}{_key_ranges(cur, spec.key)})"
-        got = cur.execute(f"INSERT INTO {table} SELECT {select} FROM {src} b{where}{order}").fetchone()
+        got = cur.execute(
+            f"INSERT INTO {table} ({', '.join(targets)}) SELECT {select} FROM {src} b{where}{order}"
+        ).fetchone()
         if spec.key:
             cur.execute("DROP TABLE _dedup")
         cur.unregister("_batch_rows")
@@ -400,9 +411,16 @@ class Lake:
         for name in self._specs:
             self._sort_by_cell(name)  # tables declared before sort orders were
         for name in [*self._specs, *_SYSTEM_TABLES]:
-            with self.transaction() as cur:
-                rows = cur.execute(f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?)", [name]).fetchall()
-            merged += sum(int(r[2]) for r in rows)
+            while True:  # a few partitions per transaction: memory bounded by them, not the table
+                with self.transaction() as cur:
+                    rows = cur.execute(
+                        f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?, max_compacted_files => ?)",
+                        [name, MERGES_PER_COMMIT],
+                    ).fetchall()
+                done = sum(int(r[2]) for r in rows)
+                merged += done
+                if len(rows) < MERGES_PER_COMMIT or not done:
+                    break
         return merged
 
     def files_since(self, snapshot: int) -> list[tuple[str, str]]:
@@ -474,6 +492,27 @@ def _rangeable(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, int | str | date) and not isinstance(value, bool)
+
+
+def _tiled(spec: DatasetSpec) -> bool:
+    """True when the dataset's files are split by cell (`partition_cells`) as well as by time."""
+    return spec.partition_cells is not None and H3 in {n for n, _, _ in table_columns(spec)}
+
+
+def tile_sql(resolution: int, column: str = quote(H3)) -> str:
+    """SQL for the id of the ancestor at `resolution` of the H3 cell in `column`: the spatial
+    partition key. The id keeps the cell's digits down to `resolution`, with the resolution field
+    (bits 52-55) set to it and every finer digit set to 7 (unused), as H3 writes a coarser cell.
+
+    >>> import duckdb, h3
+    >>> cell = h3.str_to_int(h3.latlng_to_cell(39.9, 116.4, 12))
+    >>> got = duckdb.sql(f"SELECT {tile_sql(6, f'{cell}::UBIGINT')}").fetchone()[0]
+    >>> got == h3.str_to_int(h3.cell_to_parent(h3.int_to_str(cell), 6))
+    True
+    """
+    clear = ~(0xF << 52) & (2**64 - 1)
+    ones = (resolution << 52) | ((1 << (3 * (15 - resolution))) - 1)
+    return f"(({column} & {clear}::UBIGINT) | {ones}::UBIGINT)"
 
 
 def _partition_sql(spec: DatasetSpec) -> list[str]:
