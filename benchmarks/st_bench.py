@@ -1,7 +1,8 @@
 """Spatio-temporal benchmark: citybase vs DuckDB + spatial over plain Parquet vs GeoPandas.
 
     python benchmarks/st_bench.py --points 10000000          # the default run
-    python benchmarks/st_bench.py --points 100000000 --no-geopandas
+    python benchmarks/st_bench.py --points 100000000 --partition month --partition-cells 7 \
+        --no-geopandas --reps 7 --memory-limit 6GB    # the goals' run (BENCHMARKS.md)
     python benchmarks/st_bench.py --csv-only --csv-reps 3    # the CSV load rate alone
 
 Same data for every engine, in the same run, 2 threads each: N GPS points from the sample city's

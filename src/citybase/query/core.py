@@ -13,7 +13,7 @@ several disjoint id ranges the relation becomes a UNION ALL of one scan per rang
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -222,6 +222,28 @@ class QueryCore:
             return None
         tf = self.spec(direct.dataset).time_field
         return direct.span(cur, tf) if tf is not None else None
+
+    def run_on_files(
+        self,
+        dataset: str,
+        scope: ReadScope | None,
+        sql: Callable[[str | None, tuple[datetime, datetime] | None], str],
+        box: BBox | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pa.Table:
+        """Run `sql(table, span)` on the dataset's files narrowed to `box` and [start, end)
+        (`narrow`), read directly; through DuckLake (`sql(None, None)`) when they cannot be, or
+        when a file went away under the query (the lake was compacted)."""
+        with self.cursor() as cur:
+            direct = self.files.scan(cur, dataset)
+            if direct is not None:
+                direct = self.narrow(cur, direct, scope, box, start, end)
+                try:
+                    return cur.execute(sql(direct.sql, self.window_span(cur, direct, scope))).to_arrow_table()
+                except duckdb.IOException:
+                    self.files.forget(dataset)
+            return cur.execute(sql(None, None)).to_arrow_table()
 
     # -- common predicates --------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ window, files of other time partitions and row groups outside the window.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import TypeAlias
 
-import duckdb
 import pyarrow as pa
 import shapely
 from shapely.geometry.base import BaseGeometry
@@ -143,17 +143,10 @@ class RangeQueries(QueryCore):
         where = " AND ".join(area_where(probe, shape) + self.time_where(probe, start, end))
         lim = f" LIMIT {int(limit)}" if limit is not None else ""
         box = shape if isinstance(shape, tuple) else tuple(shapely.bounds(shape).tolist())
-        with self.cursor() as cur:
-            direct = self.files.scan(cur, dataset)
-            if direct is not None:
-                direct = self.narrow(
-                    cur, direct, scope, box, parse_time(start, "start"), parse_time(end, "end")
-                )
-                span = self.window_span(cur, direct, scope)
-                src = self.spatial_source(dataset, scope, shape, table=direct.sql, span=span)
-                try:
-                    return cur.execute(f"SELECT * FROM {src.sql} AS s WHERE {where}{lim}").to_arrow_table()
-                except duckdb.IOException:
-                    self.files.forget(dataset)  # a file went away (the lake was compacted)
-            src = self.spatial_source(dataset, scope, shape)
-            return cur.execute(f"SELECT * FROM {src.sql} AS s WHERE {where}{lim}").to_arrow_table()
+
+        def sql(table: str | None, span: tuple[datetime, datetime] | None) -> str:
+            src = self.spatial_source(dataset, scope, shape, table=table, span=span)
+            return f"SELECT * FROM {src.sql} AS s WHERE {where}{lim}"
+
+        t0, t1 = parse_time(start, "start"), parse_time(end, "end")
+        return self.run_on_files(dataset, scope, sql, box, t0, t1)

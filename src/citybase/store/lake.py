@@ -119,7 +119,9 @@ class Lake:
         self._legacy_read = False
         with self.transaction() as cur:
             cur.execute(f"CALL {CATALOG}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS})")
-            cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'snappy')")
+            # LZ4 (Parquet's LZ4_RAW): DuckDB decodes it ~30% faster than snappy, at the same size
+            # and write speed (B1 at 100M points, 511k rows: 29-35 ms against 44-52 ms).
+            cur.execute(f"CALL {CATALOG}.set_option('parquet_compression', 'lz4')")
             # Every row in a Parquet file, none inlined in the catalog: files are what other engines
             # read, and what the ledger hashes (a tampered row must change a hashed file).
             cur.execute(f"CALL {CATALOG}.set_option('data_inlining_row_limit', 0)")
@@ -264,7 +266,9 @@ class Lake:
                 if _tiled(self.spec(name)):
                     # Not `_tile=<id>` folders: readers that infer columns from folder names (Dask,
                     # pyarrow) would take the key as text and clash with the UBIGINT in the file.
-                    cur.execute(f"CALL {CATALOG}.set_option('hive_file_pattern', false, table_name => ?)", [name])
+                    cur.execute(
+                        f"CALL {CATALOG}.set_option('hive_file_pattern', false, table_name => ?)", [name]
+                    )
         self._sorted.add(name)
 
     # -- writes -------------------------------------------------------------------------------
