@@ -155,3 +155,35 @@ def test_dask_reads_the_tiled_files_without_citybase(world) -> None:  # type: ig
     frame = dd.read_parquet([f for f, _ in cb.lake.data_files("pings")])
     assert len(frame) == N
     assert float(frame["lon"].sum().compute()) == pytest.approx(sum(r["x"] for r in rows), rel=1e-12)
+
+
+def test_a_commit_reads_the_footers_of_its_new_files_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    rows = [
+        {"id": i, "ts": T0 + timedelta(hours=i), "x": float(rng.uniform(116.2, 116.6)), "y": 39.9}
+        for i in range(400)
+    ]
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(SPEC)
+        cb.ingest("pings", rows[:300])
+        cb.flush()
+        q = cb.query
+        with q.cursor() as cur:
+            first = q.files.scan(cur, "pings")
+            assert first is not None
+            before = dict(first.bounds(cur, "lon", "DOUBLE"))
+        cb.ingest("pings", rows[300:])
+        cb.flush()
+        with q.cursor() as cur:
+            second = q.files.scan(cur, "pings")
+            assert second is not None and second is not first
+            new = set(second.files) - set(first.files)
+            assert new and second._bounds["lon"] == {f: b for f, b in before.items() if f in second.files}
+            got = second.bounds(cur, "lon", "DOUBLE")
+            for f in new:  # read from the new file's footer, as pyarrow reads the file
+                lon = pq.read_table(f, columns=["lon"]).column("lon").to_numpy()
+                assert got[f] == (lon.min(), lon.max())
+        box = (116.3, 39.8, 116.4, 40.0)
+        assert sorted(q.bbox("pings", box).column("id").to_pylist()) == [
+            r["id"] for r in rows if _inside(r, box)
+        ]

@@ -35,7 +35,9 @@ class DirectScan:
 
     dataset: str
     files: tuple[str, ...]
-    #: Column -> per-file bounds, shared by the subsets of one snapshot's files (read once).
+    #: Column -> per-file bounds, shared by the subsets of one snapshot's files and carried over
+    #: to the next snapshot's scan for the files it still has (files are immutable): a commit
+    #: reads the footers of its new files only.
     _bounds: dict[str, Bounds] = field(default_factory=dict, repr=False)
 
     @property
@@ -46,21 +48,29 @@ class DirectScan:
     def bounds(self, cur: duckdb.DuckDBPyConnection, column: str, sql_type: str = "TIMESTAMP") -> Bounds:
         """Per file, the least and greatest value of a column, from the footers of its row groups;
         None for a file where a row group has no statistics or a null in the column."""
-        if column not in self._bounds:
-            files = ", ".join(literal(f) for f in self.files)
+        known = self._bounds.setdefault(column, {})
+        missing = [f for f in self.files if f not in known]
+        if missing:
             rows = cur.execute(
                 "SELECT file_name, bool_and(coalesce(stats_min_value IS NOT NULL AND stats_max_value "
                 "IS NOT NULL AND stats_null_count = 0, false)), "
                 f"min(TRY_CAST(stats_min_value AS {sql_type})), max(TRY_CAST(stats_max_value AS {sql_type})) "
-                f"FROM parquet_metadata([{files}]) "
+                f"FROM parquet_metadata([{', '.join(literal(f) for f in missing)}]) "
                 "WHERE path_in_schema = ? GROUP BY file_name",
                 [column],
             ).fetchall()
-            got: Bounds = {f: None for f in self.files}
+            got: Bounds = dict.fromkeys(missing)
             for name, ok, lo, hi in rows:
                 got[name] = (lo, hi) if ok and lo is not None and hi is not None else None
-            self._bounds[column] = got
-        return self._bounds[column]
+            known.update(got)
+        return known
+
+    def carried(self, files: tuple[str, ...]) -> DirectScan:
+        """A scan of `files` (this dataset at a later snapshot) that keeps the bounds read so far
+        of the files it still has."""
+        keep = set(files)
+        bounds = {c: {f: b for f, b in per.items() if f in keep} for c, per in self._bounds.items()}
+        return DirectScan(self.dataset, files, bounds)
 
     def span(self, cur: duckdb.DuckDBPyConnection, column: str) -> tuple[datetime, datetime] | None:
         """The earliest and latest value of a time column over every row of the files, from their
@@ -130,7 +140,11 @@ class DirectFiles:
         if hit is not None and hit[0] == snap:
             return hit[1]
         files = self._complete_files(cur, dataset)
-        scan = DirectScan(dataset, tuple(files)) if files else None
+        old = hit[1] if hit is not None else None
+        if not files:
+            scan = None
+        else:
+            scan = old.carried(tuple(files)) if old is not None else DirectScan(dataset, tuple(files))
         # Cache only what provably belongs to `snap`: no commit happened while checking.
         if self.lake.snapshot(cur) == snap:
             with self._lock:
