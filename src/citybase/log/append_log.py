@@ -131,14 +131,18 @@ class AppendLog:
         )
         return int(cur.lastrowid or 0)
 
-    def entries_after(self, seq: int, limit_rows: int = 1_000_000) -> Iterator[Entry]:
-        """Entries with a sequence number above `seq`, in order, up to about `limit_rows` rows.
+    def entries_after(
+        self, seq: int, limit_rows: int = 1_000_000, through: int | None = None
+    ) -> Iterator[Entry]:
+        """Entries with a sequence number above `seq` (and at most `through`), in order, up to
+        about `limit_rows` rows.
 
         Sizes are read first, so that a long backlog is not pulled into memory all at once.
         """
+        bound = through if through is not None else (1 << 63) - 1
         with self._lock:
             sizes = self._db.execute(
-                "SELECT seq, rows FROM entries WHERE seq > ? ORDER BY seq", (seq,)
+                "SELECT seq, rows FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq", (seq, bound)
             ).fetchall()
         last, total = seq, 0
         for s, n in sizes:

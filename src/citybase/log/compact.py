@@ -20,16 +20,21 @@ from citybase.store.lake import Lake
 
 
 def compact(log: AppendLog, lake: Lake, city: Callable[[], City | None], *, max_rows: int = 2_000_000) -> int:
-    """Apply pending log entries to the lake; return the number of entries applied.
+    """Apply the log entries pending when called to the lake; return the number applied.
+
+    Entries that arrive meanwhile wait for the next call: chasing them made a busy server commit
+    back to back, each commit's fixed cost (~35 ms) spent on the few rows that came during the
+    last one, instead of on what a flush interval gathers.
 
     `city` is asked for only when there is something to apply: opening a platform replays the
     log, and reading the city's layers for an empty log would slow every start.
     """
     mark = lake.watermark(log.id)
     log.truncate_through(mark)
+    until = log.last_seq()
     applied = 0
     while True:
-        entries = list(log.entries_after(mark, limit_rows=max_rows))
+        entries = list(log.entries_after(mark, limit_rows=max_rows, through=until))
         if not entries:
             return applied
         rows: dict[str, list[pa.Table]] = defaultdict(list)
