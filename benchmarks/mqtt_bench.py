@@ -146,6 +146,7 @@ class Flusher(threading.Thread):
         self.cb, self.interval, self.stop = cb, interval, threading.Event()
         self.errors: list[str] = []
         self.durations: list[float] = []
+        self.starts: list[float] = []  # when each flush that applied something started
         self.committed: list[tuple[int, float]] = []  # (lake snapshot after a flush, when)
         self.rounds: list[tuple[float, float]] = []  # (start, end) of every flush, empty ones too
 
@@ -161,6 +162,7 @@ class Flusher(threading.Thread):
             if applied:
                 self.committed.append((self.cb.lake.snapshot(), time.time()))
                 self.durations.append(time.perf_counter() - t0)
+                self.starts.append(start)
             return applied
         except Exception as e:  # as the server's flusher: the rows stay in the log; next tick
             self.errors.append(str(e)[:120])
@@ -377,6 +379,11 @@ def main() -> None:
             "flushes": len(flusher.durations),
             "flush_s_mean": round(float(np.mean(flusher.durations)), 3) if flusher.durations else None,
             "flush_s_max": round(max(flusher.durations), 3) if flusher.durations else None,
+            # (seconds from the first due time, duration) of the three slowest flushes
+            "flush_slowest": [
+                (round(s - gen["t0"], 2), round(d, 3))
+                for d, s in sorted(zip(flusher.durations, flusher.starts, strict=True), reverse=True)[:3]
+            ],
             "flush_errors": len(flusher.errors),
             "flush_error_sample": flusher.errors[:2],
             "flush_interval_s": args.flush_interval,
