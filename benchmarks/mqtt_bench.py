@@ -52,6 +52,7 @@ import numpy as np
 from paho.mqtt.client import Client, MQTTv311
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citybase.deployment import Deployment
 from citybase.iot import Device, DeviceRegistry, PayloadField, telemetry_dataset, telemetry_topic
 from citybase.iot.bridge import MqttBridge
 from citybase.iot.mosquitto import Mosquitto
@@ -290,6 +291,11 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=1000, help="per publisher: unacked at most")
     ap.add_argument("--batch-ms", type=float, default=20.0)
     ap.add_argument("--flush-interval", type=float, default=0.25)
+    ap.add_argument(
+        "--catalog",
+        help="the lake's catalog, e.g. 'postgres:dbname=bench host=127.0.0.1 user=postgres' (an empty "
+        "database) for the cluster deployment's; default the embedded SQLite file",
+    )
     ap.add_argument("--skip-drain", action="store_true")
     args = ap.parse_args()
     n = args.messages
@@ -308,6 +314,8 @@ def main() -> None:
         "loadavg_at_start": [round(x, 1) for x in os.getloadavg()],
     }
     try:
+        if args.catalog:
+            Deployment(catalog=args.catalog, data_path=str(tmp / "lake")).write(tmp / "base")
         cb = CityBase(tmp / "base")
         cb.registry.add_department("eco")
         cb.declare(telemetry_dataset("bench", "eco", "aq", {"value": "float"}, partition="none"))
