@@ -538,7 +538,8 @@ def tile_sql(resolution: int, column: str = quote(H3)) -> str:
 
 
 def _partition_sql(spec: DatasetSpec) -> list[str]:
-    """The SQL expressions of the dataset's time partition (as in create_dataset)."""
+    """The SQL expressions of the dataset's time partition: its partition keys (create_dataset), and
+    the first keys of the order rows are inserted in (insert_rows)."""
     if not spec.time_field or spec.partition == "none":
         return []
     t = quote(spec.time_field)
