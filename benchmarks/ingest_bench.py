@@ -131,22 +131,16 @@ def run_http(d: Path, fmt: str, bodies: list[tuple[bytes, str]], rows: int, clie
         with ThreadPoolExecutor(clients) as ex:
             list(ex.map(worker, range(clients)))
         acked = time.perf_counter() - t0
-        # Queryable: a separate reader process opens the lake until the last row is there.
+        # Queryable: a reader asks the server (one process holds an embedded platform, ADR 0007)
+        # for the lake's row count until the last row is there.
         queryable = None
         deadline = time.perf_counter() + 300
         while time.perf_counter() < deadline:
-            try:
-                n = int(
-                    subprocess.run(
-                        [sys.executable, "-c", POLL, str(root)], capture_output=True, text=True, check=True
-                    ).stdout
-                )
-            except (subprocess.CalledProcessError, ValueError):
-                n = -1
-            if n >= rows:
+            r = httpx.get(f"{url}/api/v1/stats", headers=headers, timeout=60)
+            if r.status_code == 200 and r.json()["total_records"] >= rows:
                 queryable = time.perf_counter() - t0
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)
     finally:
         proc.terminate()
         proc.wait()
@@ -158,16 +152,6 @@ def run_http(d: Path, fmt: str, bodies: list[tuple[bytes, str]], rows: int, clie
         "queryable s": queryable if queryable is not None else float("nan"),
         "acked s": acked,
     }
-
-
-POLL = """
-import sys, duckdb
-from citybase.store.engine import connect
-con = connect(threads=1)
-root = sys.argv[1]
-con.execute(f"ATTACH 'ducklake:sqlite:{root}/catalog.sqlite' AS l (DATA_PATH '{root}/lake/', READ_ONLY)")
-print(con.execute("SELECT count(*) FROM l.air").fetchone()[0])
-"""
 
 
 def run_python(d: Path, tables: list[pa.Table], rows: int) -> dict[str, float]:

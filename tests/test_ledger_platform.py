@@ -4,14 +4,19 @@ inclusion proofs verify offline, the audit rehashes the lake files, and tamperin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from citybase import CityBase
 from citybase.cli.main import app
+from citybase.deployment import Deployment
+from citybase.errors import Conflict
 from citybase.ledger import INGEST, audit
 
 SPEC = {
@@ -123,19 +128,8 @@ def test_a_load_into_hundreds_of_partitions_is_recorded_whole(tmp_path: Path) ->
     assert audit(root / "ledger", lake_root=root / "lake").ok
 
 
-def test_a_second_writer_is_refused_before_it_changes_anything(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    import pytest
-
-    from citybase.errors import Conflict
-
-    root = tmp_path / "base"
-    csv = tmp_path / "r.csv"
-    csv.write_text("station,ts,pm25\na,2026-01-01 00:00:00,3\n", encoding="utf-8")
-    with CityBase.open(root) as cb:
-        cb.declare(SPEC)
+def _hold(root: Path) -> subprocess.Popen[str]:
+    """Another process that opens the platform at `root` and its ledger, and keeps them."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -146,8 +140,36 @@ def test_a_second_writer_is_refused_before_it_changes_anything(tmp_path: Path) -
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def test_a_second_process_is_refused_the_embedded_platform(tmp_path: Path) -> None:
+    """The embedded catalog is a DuckDB file, which one process holds (ADR 0007)."""
+    root = tmp_path / "base"
+    with CityBase.open(root) as cb:
+        cb.declare(SPEC)
+    holder = _hold(root)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(Conflict, match="citybase serve"):
+            CityBase.open(root)
+    finally:
+        holder.kill()
+        holder.wait()
+    with CityBase.open(root) as cb:  # and the holder's end freed it
+        assert cb.sql("SELECT count(*) AS n FROM lake.readings").to_pylist() == [{"n": 0}]
+
+
+def test_a_second_writer_is_refused_before_it_changes_anything(tmp_path: Path) -> None:
+    """With a SQLite catalog, other processes may open the platform to read; they may not write."""
+    root = tmp_path / "base"
+    Deployment(catalog=f"sqlite:{tmp_path / 'catalog.sqlite'}", data_path=str(tmp_path / "lake")).write(root)
+    csv = tmp_path / "r.csv"
+    csv.write_text("station,ts,pm25\na,2026-01-01 00:00:00,3\n", encoding="utf-8")
+    with CityBase.open(root) as cb:
+        cb.declare(SPEC)
+    holder = _hold(root)
+    try:
         with CityBase.open(root) as cb:
             with pytest.raises(Conflict, match="citybase serve"):
                 cb.load("readings", csv)

@@ -141,12 +141,19 @@ def test_usage_and_stats_over_http(world: World) -> None:
     assert st["datasets"] == len(world.cb.datasets) and len(st["data_uses_per_day"]) == 2
 
 
-def test_cli_access_usage_and_stats(world: World) -> None:
-    r, app, root = CliRunner(), cli(), str(world.root)
-    world.share.usage.flush()  # the CLI opens the platform on its own: it reads what is written
-    out = r.invoke(app, ["stats", "--json", "--days", "2", "--root", root])
+def test_cli_stats(tmp_path: Any) -> None:
+    from citybase.platform import CityBase
+    from test_share_world import visit_spec
+
+    root = tmp_path / "cb"
+    with CityBase(root) as cb:  # (closed: the CLI opens the platform on its own, ADR 0007)
+        cb.declare(visit_spec("visits", "conditional"))
+        cb.ingest("visits", visit_rows()[:5])
+        cb.flush()
+    out = CliRunner().invoke(cli(), ["stats", "--json", "--days", "2", "--root", str(root)])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["datasets"] == len(world.cb.datasets)
+    st = json.loads(out.output)
+    assert (st["datasets"], st["total_records"]) == (1, 5)
 
 
 @pytest.mark.slow

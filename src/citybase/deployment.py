@@ -33,7 +33,8 @@ class Deployment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     catalog: str | None = Field(
-        default=None, description="DuckLake catalog: `postgres:<libpq conninfo>` or `sqlite:<file>`."
+        default=None,
+        description="DuckLake catalog: `postgres:<libpq conninfo>`, `duckdb:<file>` or `sqlite:<file>`.",
     )
     data_path: str | None = Field(default=None, description="Folder of the lake's Parquet files.")
     meta_url: str | None = Field(
@@ -52,8 +53,10 @@ class Deployment(BaseModel):
             raise DeclarationError(f"{path}: {e}") from e
 
     def write(self, root: Path) -> Path:
-        if self.catalog and not self.catalog.startswith(("postgres:", "sqlite:")):
-            raise DeclarationError(f"catalog must start with postgres: or sqlite:, not {self.catalog!r}")
+        if self.catalog and not self.catalog.startswith(("postgres:", "duckdb:", "sqlite:")):
+            raise DeclarationError(
+                f"catalog must start with postgres:, duckdb: or sqlite:, not {self.catalog!r}"
+            )
         if self.catalog and not self.data_path:
             raise DeclarationError("a shared catalog needs a shared data_path for its files")
         root.mkdir(parents=True, exist_ok=True)

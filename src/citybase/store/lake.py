@@ -1,11 +1,11 @@
 """The lake: one DuckLake table per dataset, committed atomically, clustered by time and space.
 
-DuckLake (ADR 0001) keeps data in Parquet files and the table metadata in a SQL catalog: SQLite in
-the embedded deployment, PostgreSQL in the cluster one. A commit is one catalog transaction, so a
-reader sees a whole load or none of it; the platform's bookkeeping (which files were loaded, the
-durable log's watermark, quarantined rows, dataset declarations) lives in lake tables too, and is
-committed in the same transaction as the rows it describes. That is what makes a crash at any point
-lose nothing and duplicate nothing.
+DuckLake (ADR 0001) keeps data in Parquet files and the table metadata in a SQL catalog: a DuckDB
+file in the embedded deployment (ADR 0007), PostgreSQL in the cluster one. A commit is one catalog
+transaction, so a reader sees a whole load or none of it; the platform's bookkeeping (which files
+were loaded, the durable log's watermark, quarantined rows, dataset declarations) lives in lake
+tables too, and is committed in the same transaction as the rows it describes. That is what makes a
+crash at any point lose nothing and duplicate nothing.
 
 All writes funnel through one `Lake` object and one lock (HOUSE_STYLE 5); reads use cursors.
 """
@@ -39,6 +39,10 @@ ROW_GROUP_ROWS = 16_384
 #: Merged files written per transaction by `merge_small_files`: each is a sort of its inputs, and
 #: a table split by cell (ADR 0006) has hundreds of partitions to merge after a large load.
 MERGES_PER_COMMIT = 16
+#: The embedded catalog's file in a platform's root (ADR 0007), and the SQLite one roots made
+#: before it have.
+EMBEDDED_CATALOG = "catalog.ducklake"
+LEGACY_CATALOG = "catalog.sqlite"
 
 _SYSTEM_TABLES = {
     "citybase_datasets": "name VARCHAR, spec VARCHAR, created_at TIMESTAMP",
@@ -67,7 +71,8 @@ class LoadRecord:
 
 @dataclass(frozen=True)
 class Location:
-    """Where the lake lives: catalog (SQLite file or a `postgres:` DSN) and data folder."""
+    """Where the lake lives: catalog (`duckdb:<file>`, `sqlite:<file>` or `postgres:<DSN>`) and
+    data folder."""
 
     catalog: str
     data_path: str
@@ -77,8 +82,13 @@ class Location:
 
     @classmethod
     def embedded(cls, root: Path) -> Location:
+        """The root's own catalog: a DuckDB file (ADR 0007), or the SQLite file of a root made
+        before it, which stays in use."""
         root = Path(root).resolve()
-        return cls(f"sqlite:{root / 'catalog.sqlite'}", str(root / "lake") + "/", own_folder=True)
+        data = str(root / "lake") + "/"
+        if (root / LEGACY_CATALOG).exists():
+            return cls(f"sqlite:{root / LEGACY_CATALOG}", data, own_folder=True)
+        return cls(f"duckdb:{root / EMBEDDED_CATALOG}", data, own_folder=True)
 
 
 def _use_wal(catalog: Path) -> None:
@@ -93,6 +103,13 @@ def _use_wal(catalog: Path) -> None:
         con.close()
 
 
+def _held_elsewhere(e: duckdb.Error) -> bool:
+    """Whether attaching a DuckDB catalog failed because another process (a file lock) or another
+    database in this process (DuckDB's file-handle registry) has it."""
+    text = str(e)
+    return "Could not set lock on file" in text or "Unique file handle conflict" in text
+
+
 class Lake:
     """The city's tables. Create with a `Location`; close when done."""
 
@@ -104,9 +121,19 @@ class Lake:
         if location.catalog.startswith("postgres:"):
             load_aliased(self.con, "postgres")
         override = ", OVERRIDE_DATA_PATH TRUE" if location.own_folder else ""
-        self.con.execute(
-            f"ATTACH 'ducklake:{location.catalog}' AS {CATALOG} (DATA_PATH '{location.data_path}'{override})"
-        )
+        options = f"DATA_PATH '{location.data_path}'{override}"
+        try:
+            self.con.execute(f"ATTACH 'ducklake:{location.catalog}' AS {CATALOG} ({options})")
+        except duckdb.Error as e:
+            self.con.close()
+            if location.catalog.startswith("duckdb:") and _held_elsewhere(e):
+                raise Conflict(
+                    f"the lake catalog {location.catalog.removeprefix('duckdb:')} is open in another "
+                    "process or another CityBase in this one (a running `citybase serve`?): one process "
+                    "holds an embedded platform (ADR 0007); query it through that process's API, or "
+                    "stop it first"
+                ) from e
+            raise
         self._lock = threading.RLock()
         self._specs: dict[str, DatasetSpec] = {}
         #: Log id -> its watermark, as committed (only that log's flushes move it), and what the
