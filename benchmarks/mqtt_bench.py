@@ -294,7 +294,7 @@ def main() -> None:
     ap.add_argument(
         "--catalog",
         help="the lake's catalog, e.g. 'postgres:dbname=bench host=127.0.0.1 user=postgres' (an empty "
-        "database) for the cluster deployment's; default the embedded SQLite file",
+        "database) for the cluster deployment's, or 'sqlite:<file>'; default the embedded DuckDB file",
     )
     ap.add_argument("--skip-drain", action="store_true")
     args = ap.parse_args()
