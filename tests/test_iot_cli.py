@@ -43,6 +43,14 @@ def test_every_command_has_help(cmd: list[str]) -> None:
     assert r.exit_code == 0 and "Usage" in r.output and "--help" in r.output
 
 
+def test_an_invalid_device_is_refused_with_the_field_and_why(root: str) -> None:
+    args = "devices add a/b --type air --department eco --dataset air --lon 116.45 --lat 99 --map pm25=pm25"
+    r = runner.invoke(iot_app, [*args.split(), "--root", root])
+    assert r.exit_code == 1
+    assert "invalid device" in r.output and "\n  id: " in r.output and "\n  lat: " in r.output
+    assert "pydantic" not in r.output  # the problems, not the library's dump
+
+
 def test_devices_add_list_import_remove(root: str, tmp_path: Path) -> None:
     r = runner.invoke(
         iot_app,

@@ -193,13 +193,13 @@ def test_yaml_files(tmp_path: Path) -> None:
     (d,) = read_devices(f)
     assert d.payload["t"].scale == 0.1
     f.write_text("devices:\n  - {id: 'a/b', type: air}\n")
-    with pytest.raises(DeclarationError, match=r"device #1 is invalid\n  id: Value error"):
+    with pytest.raises(DeclarationError, match=r"invalid device #1\n  id: Value error"):
         read_devices(f)
     r = tmp_path / "rules.yaml"
     r.write_text("rules:\n  - {id: hi, dataset: air, field: pm25, op: '>', value: 75, severity: critical}\n")
     assert read_rules(r)[0].severity == "critical"
     r.write_text("rules:\n  - {id: hi, dataset: air, field: pm25, op: '=>', value: 75}\n")
-    with pytest.raises(DeclarationError, match="rule #1 is invalid"):
+    with pytest.raises(DeclarationError, match="invalid rule #1"):
         read_rules(r)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from citybase.errors import DeclarationError
+from citybase.errors import DeclarationError, invalid
 
 FILE = "deployment.yaml"
 
@@ -48,9 +48,13 @@ class Deployment(BaseModel):
         if not path.exists():
             return cls()
         try:
-            return cls.model_validate(yaml.safe_load(path.read_text()) or {})
-        except (yaml.YAMLError, ValidationError) as e:
-            raise DeclarationError(f"{path}: {e}") from e
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise DeclarationError(f"{path}: cannot read deployment: {e}") from e
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise invalid(str(path), "deployment", e) from e
 
     def write(self, root: Path) -> Path:
         if self.catalog and not self.catalog.startswith(("postgres:", "duckdb:", "sqlite:")):

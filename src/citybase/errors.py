@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class CitybaseError(Exception):
     """Base of every error citybase raises on purpose."""
@@ -15,6 +20,26 @@ class DeclarationError(CitybaseError, ValueError):
 
     status = 400
     code = "invalid_declaration"
+
+
+def invalid(where: str, what: str, e: ValidationError) -> DeclarationError:
+    """One message for every declaration (dataset, city, device, rule, settings...): where it came
+    from, what it declares, then each problem as `field.path: why`, one per line.
+
+    >>> from pydantic import BaseModel
+    >>> class Spec(BaseModel):
+    ...     name: str
+    ...     size: int
+    >>> try:
+    ...     Spec.model_validate({"size": "big"})
+    ... except Exception as e:
+    ...     print(invalid("city.yaml", "city declaration", e))
+    city.yaml: invalid city declaration
+      name: Field required
+      size: Input should be a valid integer, unable to parse string as an integer
+    """
+    lines = [f"  {'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()]
+    return DeclarationError(f"{where}: invalid {what}\n" + "\n".join(lines))
 
 
 class InputError(CitybaseError, ValueError):

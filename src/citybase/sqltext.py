@@ -52,5 +52,8 @@ def literal(value: Any) -> str:
 def to_utc(value: datetime) -> datetime:
     """Naive UTC, as stored: an aware time is converted, a naive one is taken as UTC already."""
     if value.tzinfo is not None:
-        return value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00: before year 1 in UTC
+            raise InputError(f"time out of range in UTC: {value.isoformat()}") from None
     return value

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from citybase.errors import DeclarationError
+from citybase.errors import DeclarationError, invalid
 
 ENV_PREFIX = "CITYBASE_"
 
@@ -86,8 +86,4 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            where = path or "the environment"
-            first = e.errors()[0]
-            raise DeclarationError(
-                f"{where}: setting {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            ) from e
+            raise invalid(str(path or "the environment"), "settings", e) from e

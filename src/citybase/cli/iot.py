@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from citybase.errors import CitybaseError, InputError
+from citybase.errors import CitybaseError, InputError, invalid
 
 iot_app = typer.Typer(
     help="IoT devices over MQTT: registry, rules, latest state, and the bridge.", no_args_is_help=True
@@ -95,8 +95,7 @@ def devices_add(
             check_device(dev, cb.datasets.get(dev.dataset))
             DeviceRegistry(cb.meta).add(dev)
     except ValidationError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from e
+        raise _fail(invalid("the options", "device", e)) from e
     except CitybaseError as e:
         raise _fail(e) from e
     console.print(f"device [bold]{dev.id}[/bold] registered: {dev.dataset} ({dev.department})")

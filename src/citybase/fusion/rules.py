@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from citybase.errors import DeclarationError
+from citybase.errors import invalid
 
 Kind = Literal[
     "person_name",  # Chinese or latin person name: exact, pinyin, fuzzy pinyin
@@ -75,8 +75,7 @@ class YamlModel(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise DeclarationError(f"{where}: {problems}") from e
+            raise invalid(where, "declaration", e) from e
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(

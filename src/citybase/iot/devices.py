@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import Column, Engine, String, Table, Text, delete, insert, select, update
 
-from citybase.errors import Conflict, DeclarationError, InputError, NotFound
+from citybase.errors import Conflict, DeclarationError, InputError, NotFound, invalid
 from citybase.meta import METADATA, ensure
 from citybase.model.dataset import DatasetSpec, FieldType, Kind
 
@@ -177,8 +177,7 @@ def read_devices(path: str | Path) -> list[Device]:
         try:
             out.append(Device.model_validate(item))
         except ValidationError as e:
-            lines = [f"  {'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()]
-            raise DeclarationError(f"{p}: device #{i + 1} is invalid\n" + "\n".join(lines)) from e
+            raise invalid(str(p), f"device #{i + 1}", e) from e
     return out
 
 

@@ -35,7 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Column, Engine, String, Table, Text, delete, insert, select, update
 
-from citybase.errors import DeclarationError, InputError, NotFound
+from citybase.errors import DeclarationError, InputError, NotFound, invalid
 from citybase.iot.decode import Rows
 from citybase.meta import METADATA, ensure
 from citybase.model.dataset import DatasetSpec, FieldType
@@ -168,8 +168,7 @@ def read_rules(path: str | Path) -> list[Rule]:
         try:
             out.append(Rule.model_validate(item))
         except ValidationError as e:
-            lines = [f"  {'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()]
-            raise DeclarationError(f"{p}: rule #{i + 1} is invalid\n" + "\n".join(lines)) from e
+            raise invalid(str(p), f"rule #{i + 1}", e) from e
     return out
 
 

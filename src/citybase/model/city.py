@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from citybase.errors import DeclarationError
+from citybase.errors import DeclarationError, invalid
 
 
 class Level(StrEnum):
@@ -63,8 +63,7 @@ class CitySpec(BaseModel):
         except (OSError, yaml.YAMLError) as e:
             raise DeclarationError(f"{p}: cannot read city declaration: {e}") from e
         except ValidationError as e:
-            lines = [f"  {'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
-            raise DeclarationError(f"{p}: invalid city declaration\n" + "\n".join(lines)) from e
+            raise invalid(str(p), "city declaration", e) from e
         # Layer files are relative to the declaration, so a city folder can move as a whole.
         for layer in spec.layers:
             if not Path(layer.file).is_absolute():

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from citybase.errors import DeclarationError
+from citybase.errors import DeclarationError, invalid
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -250,10 +250,7 @@ class DatasetSpec(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            lines = [
-                f"  {'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()
-            ]
-            raise DeclarationError(f"{where}: invalid dataset declaration\n" + "\n".join(lines)) from e
+            raise invalid(where, "dataset declaration", e) from e
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(
