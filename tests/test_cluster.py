@@ -176,6 +176,29 @@ def test_dask_reads_the_lake_without_citybase(demo_city: tuple[Path, Path]) -> N
             assert float(frame[col].sum().compute()) == pytest.approx(ref["s"], rel=1e-9)
 
 
+def test_plain_duckdb_reads_the_embedded_lake_as_the_docs_say(demo_city: tuple[Path, Path]) -> None:
+    """docs/cluster.md's SQL, on DuckDB with only the DuckLake extension (loaded from its file
+    here: `INSTALL` would download it)."""
+    import duckdb
+
+    from citybase.store.engine import _extension_file
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text(encoding="utf-8")
+    (sql,) = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
+    statements = [x.strip() for x in sql.replace("demo-city/base", str(demo_city[0])).split(";") if x.strip()]
+    assert statements[:2] == ["INSTALL ducklake", "LOAD ducklake"]
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    con.execute(f"LOAD '{_extension_file('duckdb_extension_ducklake', 'ducklake')}'")
+    con.execute(statements[2])
+    top = con.execute(statements[3]).fetchall()
+    con.close()
+    with CityBase.open(demo_city[0]) as cb:
+        ref = cb.sql(
+            "SELECT district, count(*) AS n FROM lake.vehicle_positions GROUP BY district"
+        ).to_pylist()
+    assert sorted(top) == sorted((r["district"], r["n"]) for r in ref) and sum(n for _, n in top) > 0
+
+
 def test_a_bad_deployment_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "deployment.yaml").write_text("catalog: postgres:dbname=x\nwarehouse: oops\n")
     with pytest.raises(DeclarationError, match=r"deployment\.yaml"):
