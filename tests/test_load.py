@@ -196,9 +196,17 @@ def test_a_large_load_lets_go_of_each_chunk_before_it_commits(tmp_path: Path, mo
     held: list[tuple[int, int]] = []  # (Arrow bytes allocated after an insert, that chunk's bytes)
     insert = Lake.insert_rows
 
-    def measured(self: Lake, cur, dataset: str, rows: pa.Table) -> int:  # type: ignore[no-untyped-def]
-        added = insert(self, cur, dataset, rows)
-        held.append((pa.total_allocated_bytes(), rows.nbytes))
+    def measured(self: Lake, cur, dataset: str, rows) -> int:  # type: ignore[no-untyped-def]
+        nbytes = 0
+
+        def counted():  # type: ignore[no-untyped-def]
+            nonlocal nbytes
+            for table in rows:
+                nbytes += table.nbytes
+                yield table
+
+        added = insert(self, cur, dataset, counted())
+        held.append((pa.total_allocated_bytes(), nbytes))
         return added
 
     monkeypatch.setattr(load, "CHUNK_ROWS", chunk)
@@ -226,3 +234,40 @@ def test_a_large_load_lets_go_of_each_chunk_before_it_commits(tmp_path: Path, mo
     # Held chunks add about a chunk's bytes per insert (measured: 5.5 chunks over the 8); what is
     # in flight besides (the next chunk being built) varies by at most about one.
     assert growth < 2 * held[0][1], (growth, held)
+
+
+def test_a_bad_file_found_bad_mid_load_says_so_and_commits_nothing(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The rows stream into DuckDB's insert, so a reader that fails after the first chunk fails
+    inside DuckDB's scan: the error is still the reader's own, and the load is all or nothing."""
+    import pytest
+
+    import citybase.gateway.load as load
+    from citybase.errors import InputError
+    from citybase.gateway.readers.base import ReadOptions
+
+    n = 300_000  # ~9 MB: the bad byte lies past the reader's first 8 MB block
+    lines = [f"{i},2026-01-01 00:{i % 60:02d}:00,{116.3 + i * 1e-7:.7f},39.9" for i in range(n)]
+    body = ("id,ts,x,y\n" + "\n".join(lines) + "\n").encode()
+    at = len(body) - 1000
+    (tmp_path / "points.csv").write_bytes(body[:at] + b"\xff\xfe" + body[at + 2 :])
+    spec = {
+        "name": "pings",
+        "department": "transport",
+        "system": "gps",
+        "kind": "points",
+        "time_field": "ts",
+        "geometry": {"lon": "x", "lat": "y"},
+        "fields": [
+            {"name": "id", "type": "int"},
+            {"name": "ts", "type": "timestamp"},
+            {"name": "x", "type": "float"},
+            {"name": "y", "type": "float"},
+        ],
+    }
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(spec)
+        monkeypatch.setattr(load, "CHUNK_ROWS", 100_000)  # a chunk, then the bad byte in the next
+        with pytest.raises(InputError, match=r"points\.csv.*UTF-8"):
+            cb.load("pings", tmp_path / "points.csv", options=ReadOptions(batch_rows=40_000))
+        assert cb.sql("SELECT count(*) AS n FROM lake.pings").to_pylist() == [{"n": 0}]
+        assert cb.lake.find_load("pings", load.file_digest(tmp_path / "points.csv")) is None

@@ -17,7 +17,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -301,8 +301,14 @@ class Lake:
     # -- writes -------------------------------------------------------------------------------
     # Each works inside a `transaction()`, so that rows and their bookkeeping commit together.
 
-    def insert_rows(self, cur: duckdb.DuckDBPyConnection, dataset: str, rows: pa.Table) -> int:
+    def insert_rows(
+        self, cur: duckdb.DuckDBPyConnection, dataset: str, rows: pa.Table | Iterable[pa.Table]
+    ) -> int:
         """Append rows (in the table layout, shadow columns included); return how many were added.
+
+        `rows` may be tables made as they are asked for (a load reading its file): DuckDB reads
+        them as a stream, so reading, checking and keying the next rows runs beside the sort of
+        those before them. An exception raised while making them is raised here as it was.
 
         Rows whose declared key is already stored, or repeated in the batch, are left out.
         Rows are sorted by time partition, then by H3 cell, so each row group covers a compact
@@ -324,20 +330,29 @@ class Lake:
             targets.append(quote(TILE))
         select = ", ".join(exprs)
         order = f" ORDER BY {', '.join([*_partition_sql(spec), quote(H3)])}" if H3 in names else ""
-        _register_once(cur, "_batch_rows", rows.select(names))
+        schema = pa.schema([(n, t) for n, t, _ in cols])
+        rows = rows.select(names) if isinstance(rows, pa.Table) else rows
+        failed = _register_once(cur, "_batch_rows", rows, schema)
         src, where = "_batch_rows", ""
-        if spec.key:
-            keys = ", ".join(quote(k) for k in spec.key)
-            cur.execute(
-                "CREATE OR REPLACE TEMP TABLE _dedup AS SELECT * FROM _batch_rows "
-                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote('_line')}) = 1"
-            )
-            src = "_dedup"
-            cond = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM b.{quote(k)}" for k in spec.key)
-            where = f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond}{_key_ranges(cur, spec.key)})"
-        got = cur.execute(
-            f"INSERT INTO {table} ({', '.join(targets)}) SELECT {select} FROM {src} b{where}{order}"
-        ).fetchone()
+        try:
+            if spec.key:
+                keys = ", ".join(quote(k) for k in spec.key)
+                cur.execute(
+                    "CREATE OR REPLACE TEMP TABLE _dedup AS SELECT * FROM _batch_rows "
+                    f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote('_line')}) = 1"
+                )
+                src = "_dedup"
+                cond = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM b.{quote(k)}" for k in spec.key)
+                where = (
+                    f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond}{_key_ranges(cur, spec.key)})"
+                )
+            got = cur.execute(
+                f"INSERT INTO {table} ({', '.join(targets)}) SELECT {select} FROM {src} b{where}{order}"
+            ).fetchone()
+        except duckdb.Error:
+            if failed:  # the rows' maker failed (a bad file): its error, not DuckDB's wrapping of it
+                raise failed[0] from None
+            raise
         if spec.key:
             cur.execute("DROP TABLE _dedup")
         cur.unregister("_batch_rows")
@@ -498,22 +513,47 @@ class Lake:
         return out
 
 
-def _register_once(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
-    """Make `table` readable once as `name`, as a stream whose batches are let go as they are read.
+def _register_once(
+    cur: duckdb.DuckDBPyConnection,
+    name: str,
+    rows: pa.Table | Iterable[pa.Table],
+    schema: pa.Schema | None = None,
+) -> list[Exception]:
+    """Make `rows` readable once as `name`, as a stream whose batches are let go as they are read.
 
     DuckDB keeps a registered table referenced until the transaction ends, unregistered or not: a
     load of one large file (one transaction) held every chunk it had inserted, 16.8 GB at 100M
     points. A stream's batches are released once scanned (tests/test_load.py measures it).
-    """
-    batches = table.to_batches()
-    schema = table.schema
-    del table
 
-    def drain() -> Iterator[pa.RecordBatch]:
-        while batches:
-            yield batches.pop(0)
+    A table is read as it is; tables made as they are asked for are read as `schema` (its
+    columns, cast to its types). Returns a list that will hold what making them raised.
+    """
+    failed: list[Exception] = []
+    if isinstance(rows, pa.Table):
+        pending = rows.to_batches()
+        schema = rows.schema
+        del rows
+
+        def drain() -> Iterator[pa.RecordBatch]:
+            while pending:
+                yield pending.pop(0)
+
+    else:
+        assert schema is not None, "a stream of tables needs its schema"
+        names = schema.names
+
+        def drain() -> Iterator[pa.RecordBatch]:
+            try:
+                for table in rows:
+                    part = table.select(names)
+                    part = part if part.schema.equals(schema) else part.cast(schema)
+                    yield from part.to_batches()
+            except Exception as e:
+                failed.append(e)
+                raise
 
     cur.register(name, pa.RecordBatchReader.from_batches(schema, drain()))
+    return failed
 
 
 def _key_ranges(cur: duckdb.DuckDBPyConnection, key: list[str]) -> str:
