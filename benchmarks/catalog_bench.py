@@ -18,6 +18,10 @@ Each catalog runs in turn, on the same work:
 
 Printed per catalog and per thread: p50 / p99 / max latency, and how many operations waited over
 0.5 s. DuckDB's bundled SQLite sleeps whole seconds when it meets a lock (ADR 0007).
+
+`--growth N` instead commits N small inserts (10 rows, a file each, none merged) on one thread and
+prints, at points along the way, the commit latency of the last 100 commits, a scan of the table
+and a snapshot read, and at the end the catalog's size on disk: how each catalog ages.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
 from citybase.store.engine import connect, load_aliased
@@ -40,15 +45,7 @@ META = "__ducklake_metadata_lake"  # DuckLake's name for the attached catalog da
 
 def run(catalog: str, root: Path, seconds: float, rows: int, serialise: bool) -> dict[str, list[float]]:
     con = connect(threads=2)
-    if catalog.startswith("sqlite:"):
-        db = sqlite3.connect(catalog.removeprefix("sqlite:"))
-        db.execute("PRAGMA journal_mode=WAL")
-        db.close()
-    if catalog.startswith("postgres:"):
-        load_aliased(con, "postgres")
-    con.execute(f"ATTACH 'ducklake:{catalog}' AS lake (DATA_PATH '{root}/data/')")
-    con.execute("CALL lake.set_option('data_inlining_row_limit', 0)")
-    con.execute("CREATE OR REPLACE TABLE lake.t (v BIGINT, ts TIMESTAMP)")
+    attach(con, catalog, root)
     gate = threading.Lock() if serialise else contextlib.nullcontext()
     stop = time.time() + seconds
     out: dict[str, list[float]] = {"commit": [], "snapshot": [], "scan": []}
@@ -93,11 +90,54 @@ def run(catalog: str, root: Path, seconds: float, rows: int, serialise: bool) ->
     return out
 
 
+def growth(catalog: str, root: Path, commits: int) -> None:
+    con = connect(threads=2)
+    attach(con, catalog, root)
+    times: list[float] = []
+    for i in range(commits):
+        t0 = time.perf_counter()
+        con.execute(f"INSERT INTO lake.t SELECT range + {i * 10}, now() FROM range(10)")
+        times.append(time.perf_counter() - t0)
+        if i + 1 in (100, commits // 2, commits):
+            t0 = time.perf_counter()
+            con.execute("SELECT count(*) FROM lake.t WHERE v > 100").fetchone()
+            scan = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            con.execute(f"SELECT max(snapshot_id) FROM {META}.ducklake_snapshot").fetchone()
+            snap = time.perf_counter() - t0
+            last = np.array(times[-100:]) * 1000
+            print(
+                f"  after {i + 1:,} commits: commit p50 {np.percentile(last, 50):.1f} ms,"
+                f" p99 {np.percentile(last, 99):.1f} ms; scan {scan * 1000:.1f} ms;"
+                f" snapshot read {snap * 1000:.2f} ms",
+                flush=True,
+            )
+    con.close()
+    files = [f for f in root.iterdir() if f.name.startswith("catalog.")]
+    if files:  # (a PostgreSQL catalog has none here)
+        print(f"  catalog on disk: {sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
+
+
+def attach(con: duckdb.DuckDBPyConnection, catalog: str, root: Path) -> None:
+    if catalog.startswith("sqlite:"):
+        db = sqlite3.connect(catalog.removeprefix("sqlite:"))
+        db.execute("PRAGMA journal_mode=WAL")
+        db.close()
+    if catalog.startswith("postgres:"):
+        load_aliased(con, "postgres")
+    con.execute(f"ATTACH 'ducklake:{catalog}' AS lake (DATA_PATH '{root}/data/')")
+    con.execute("CALL lake.set_option('data_inlining_row_limit', 0)")
+    con.execute("CREATE OR REPLACE TABLE lake.t (v BIGINT, ts TIMESTAMP)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30, help="how long each catalog runs")
     ap.add_argument("--rows", type=int, default=2000, help="rows per commit")
     ap.add_argument("--postgres", help="also a PostgreSQL catalog: libpq conninfo of an empty database")
+    ap.add_argument(
+        "--growth", type=int, metavar="N", help="instead: N commits on one thread, as a catalog ages"
+    )
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
     cases = [
@@ -107,6 +147,17 @@ def main() -> None:
     ]
     if args.postgres:
         cases.append(("PostgreSQL", f"postgres:{args.postgres}", False))
+    if args.growth:
+        try:
+            for k, (name, catalog, serialise) in enumerate(cases):
+                if not serialise:
+                    d = base / str(k)
+                    d.mkdir()
+                    print(name)
+                    growth(catalog.format(d=d), d, args.growth)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return
     head = ("catalog", "operation", "count", "p50 ms", "p99 ms", "max ms", ">0.5 s")
     print("{:26} {:9} {:>6} {:>8} {:>8} {:>8} {:>6}".format(*head))
     try:
