@@ -166,6 +166,23 @@ def test_cli_load_prints_a_summary(sample: Path, tmp_path: Path) -> None:
     assert r3.exit_code == 0 and '"n"' in r3.output
 
 
+#: Points with an id, a time and lon/lat under other names, for the load-path tests below.
+PINGS = {
+    "name": "pings",
+    "department": "transport",
+    "system": "gps",
+    "kind": "points",
+    "time_field": "ts",
+    "geometry": {"lon": "x", "lat": "y"},
+    "fields": [
+        {"name": "id", "type": "int"},
+        {"name": "ts", "type": "timestamp"},
+        {"name": "x", "type": "float"},
+        {"name": "y", "type": "float"},
+    ],
+}
+
+
 def test_a_large_load_lets_go_of_each_chunk_before_it_commits(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """One file is one transaction; DuckDB holds a registered Arrow table until the transaction
     ends, so the lake reads each chunk as a stream (store/lake.py `_register_once`). Held, the
@@ -211,22 +228,8 @@ def test_a_large_load_lets_go_of_each_chunk_before_it_commits(tmp_path: Path, mo
 
     monkeypatch.setattr(load, "CHUNK_ROWS", chunk)
     monkeypatch.setattr(Lake, "insert_rows", measured)
-    spec = {
-        "name": "pings",
-        "department": "transport",
-        "system": "gps",
-        "kind": "points",
-        "time_field": "ts",
-        "geometry": {"lon": "x", "lat": "y"},
-        "fields": [
-            {"name": "id", "type": "int"},
-            {"name": "ts", "type": "timestamp"},
-            {"name": "x", "type": "float"},
-            {"name": "y", "type": "float"},
-        ],
-    }
     with CityBase.open(tmp_path / "base") as cb:
-        cb.declare(spec)
+        cb.declare(PINGS)
         res = cb.load("pings", tmp_path / "points.parquet", options=ReadOptions(batch_rows=chunk))
         assert res.added == n
     assert len(held) == n // chunk
@@ -250,22 +253,8 @@ def test_a_bad_file_found_bad_mid_load_says_so_and_commits_nothing(tmp_path: Pat
     body = ("id,ts,x,y\n" + "\n".join(lines) + "\n").encode()
     at = len(body) - 1000
     (tmp_path / "points.csv").write_bytes(body[:at] + b"\xff\xfe" + body[at + 2 :])
-    spec = {
-        "name": "pings",
-        "department": "transport",
-        "system": "gps",
-        "kind": "points",
-        "time_field": "ts",
-        "geometry": {"lon": "x", "lat": "y"},
-        "fields": [
-            {"name": "id", "type": "int"},
-            {"name": "ts", "type": "timestamp"},
-            {"name": "x", "type": "float"},
-            {"name": "y", "type": "float"},
-        ],
-    }
     with CityBase.open(tmp_path / "base") as cb:
-        cb.declare(spec)
+        cb.declare(PINGS)
         monkeypatch.setattr(load, "CHUNK_ROWS", 100_000)  # a chunk, then the bad byte in the next
         with pytest.raises(InputError, match=r"points\.csv.*UTF-8"):
             cb.load("pings", tmp_path / "points.csv", options=ReadOptions(batch_rows=40_000))
