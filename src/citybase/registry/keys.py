@@ -46,7 +46,7 @@ def new_key() -> tuple[str, str, str]:
     """A fresh key: (key id, the whole key to hand out once, the hash to store).
 
     >>> key_id, key, stored = new_key()
-    >>> split_key(key) == (key_id, key.rsplit("_", 1)[1]) and len(stored) == 64
+    >>> split_key(key) == (key_id, key.split("_", 2)[2]) and len(stored) == 64
     True
     """
     key_id = secrets.token_hex(8)
