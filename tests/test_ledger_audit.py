@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from citybase.cli.ledger import ledger_app
 from citybase.ledger import Ledger, NoteError, ProofError, Signer, audit, verify_entry, verify_extends
+from citybase.ledger.keys import read_vkey
 from citybase.ledger.tiles import TileStore
 
 ORIGIN = "citybase.example/testcity"
@@ -283,3 +284,19 @@ def test_audit_of_a_three_level_tree(tmp_path: Path) -> None:
     assert rep.entries == 66_000 and rep.tiles >= 2 * 257 + 2
     _flip(TileStore(tmp_path / "lg").path(1, 0), 32 * 200)
     assert any("tile/1/000:" in p and "level-1" in p for p in audit(tmp_path / "lg", lg.verifier).problems)
+
+
+def test_a_verifier_key_on_the_command_line_is_read_as_written(
+    city: tuple[Ledger, Path], tmp_path: Path
+) -> None:
+    """A vkey's base64 may end in "/" (about 1 key in 64): read as a path, it lost that "/" and
+    `verify --log-key` called a good key malformed. Found by a CI run of the test above."""
+    lg, _ = city
+    keys = (Signer.generate(ORIGIN).verifier.vkey for _ in range(5000))
+    vkey = next(k for k in keys if k.endswith("/"))
+    assert read_vkey(vkey).vkey == vkey
+    proof = str(tmp_path / "p.json")
+    r = runner.invoke(ledger_app, ["proof", "--find", "batch-2", "--root", str(lg.path.parent), "-o", proof])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(ledger_app, ["verify", proof, "--log-key", vkey])
+    assert r.exit_code == 1 and "not signed by any trusted key" in r.output  # read; not this log's key

@@ -63,7 +63,7 @@ def _key(spec: str) -> Verifier:
     from citybase.ledger.keys import read_vkey
 
     try:
-        return read_vkey(Path(spec))
+        return read_vkey(spec)
     except (NoteError, OSError) as e:
         _fail(f"bad verifier key {spec!r}: {e}")
 

@@ -35,7 +35,12 @@ def load_or_create(path: Path, name: str, sig_type: int = ED25519) -> Signer:
     return signer
 
 
-def read_vkey(path: Path) -> Verifier:
-    """A verifier key from a file (or the literal vkey string if `path` is not a file)."""
-    text = path.read_text(encoding="ascii") if path.is_file() else str(path)
+def read_vkey(spec: str | Path) -> Verifier:
+    """A verifier key from a file, or the vkey itself where `spec` names no file.
+
+    The text is parsed as given, not as a path: a vkey's base64 may end in "/" or hold "//",
+    which a path drops (1 key in 64 or so failed to verify from the command line).
+    """
+    path = Path(spec)
+    text = path.read_text(encoding="ascii") if path.is_file() else str(spec)
     return Verifier.from_vkey(text.strip())
