@@ -213,7 +213,7 @@ def test_a_large_load_lets_go_of_each_chunk_before_it_commits(tmp_path: Path, mo
     held: list[tuple[int, int]] = []  # (Arrow bytes allocated after an insert, that chunk's bytes)
     insert = Lake.insert_rows
 
-    def measured(self: Lake, cur, dataset: str, rows) -> int:  # type: ignore[no-untyped-def]
+    def measured(self: Lake, cur, dataset: str, rows, **kw) -> int:  # type: ignore[no-untyped-def]
         nbytes = 0
 
         def counted():  # type: ignore[no-untyped-def]
@@ -222,7 +222,7 @@ def test_a_large_load_lets_go_of_each_chunk_before_it_commits(tmp_path: Path, mo
                 nbytes += table.nbytes
                 yield table
 
-        added = insert(self, cur, dataset, counted())
+        added = insert(self, cur, dataset, counted(), **kw)
         held.append((pa.total_allocated_bytes(), nbytes))
         return added
 
@@ -260,3 +260,45 @@ def test_a_bad_file_found_bad_mid_load_says_so_and_commits_nothing(tmp_path: Pat
             cb.load("pings", tmp_path / "points.csv", options=ReadOptions(batch_rows=40_000))
         assert cb.sql("SELECT count(*) AS n FROM lake.pings").to_pylist() == [{"n": 0}]
         assert cb.lake.find_load("pings", load.file_digest(tmp_path / "points.csv")) is None
+
+
+def test_columns_the_same_in_every_row_are_stored_as_such(tmp_path: Path) -> None:
+    """A load adds its provenance and the keys of the layers the city lacks after its sort
+    (Lake.insert_rows `same`): they must land as if sorted with the rest."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 20_000
+    rng = np.random.default_rng(9)
+    start = np.datetime64("2026-01-01T00:00:00", "us")
+    pq.write_table(
+        pa.table(
+            {
+                "id": np.arange(n),
+                "ts": start + rng.integers(0, 86_400_000_000 * 60, n).astype("timedelta64[us]"),
+                "x": rng.uniform(116.2, 116.6, n),
+                "y": rng.uniform(39.8, 40.1, n),
+            }
+        ),
+        tmp_path / "points.parquet",
+    )
+    with CityBase.open(tmp_path / "base") as cb:  # no city: every admin level is null
+        cb.declare(PINGS)
+        res = cb.load("pings", tmp_path / "points.parquet")
+        got = cb.sql(
+            "SELECT count(*) AS n, count(DISTINCT _batch) AS batches, min(_batch) AS batch,"
+            " count(DISTINCT _ingested_at) AS times, count(_ingested_at) AS timed,"
+            " count(district) + count(street) + count(grid) + count(building) AS keyed,"
+            " count(h3) AS cells, sum(id) AS ids FROM lake.pings"
+        ).to_pylist()[0]
+    assert got == {
+        "n": n,
+        "batches": 1,
+        "batch": res.batch,
+        "times": 1,
+        "timed": n,
+        "keyed": 0,
+        "cells": n,
+        "ids": n * (n - 1) // 2,
+    }

@@ -12,6 +12,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,7 +23,7 @@ from citybase.gateway.readers.base import ReadOptions, reader_for
 from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import ARROW_TYPES
 from citybase.places.city import City
-from citybase.places.enrich import enrich
+from citybase.places.enrich import enrich, same_in_every_row
 from citybase.store.lake import Lake, LoadRecord
 
 #: Rows held before a chunk is written: bigger chunks make fewer, better-clustered files.
@@ -103,6 +104,8 @@ def load_file(
         result.batch = before.batch
         return result
     tz = city.timezone if city is not None else "UTC"
+    now = datetime.now(UTC).replace(tzinfo=None)  # one arrival time for the whole file
+    same = same_in_every_row(city, batch, now)
     quarantined: list[pa.Table] = []
 
     def keyed() -> Iterator[pa.Table]:
@@ -117,7 +120,7 @@ def load_file(
                 result.reasons.update(c.quarantine.column("reason").to_pylist())
             if progress is not None:
                 progress(raw.num_rows)
-            yield enrich(city, spec, c.good, batch)
+            yield enrich(city, spec, c.good, batch, now=now)
 
     # Each chunk streams into one sorted insert: DuckDB's scan asks for the next rows (read,
     # checked and keyed in Python) while its other thread sorts those before them. Nothing holds
@@ -125,7 +128,7 @@ def load_file(
     rows = keyed()
     with lake.transaction() as cur:
         while (first := next(rows, None)) is not None:
-            result.added += lake.insert_rows(cur, dataset, _chunk(first, rows, CHUNK_ROWS))
+            result.added += lake.insert_rows(cur, dataset, _chunk(first, rows, CHUNK_ROWS), same=same)
             while quarantined:
                 lake.insert_quarantine(cur, quarantined.pop(0))
         result.duplicates = result.read - result.quarantined - result.added

@@ -17,7 +17,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -302,13 +302,21 @@ class Lake:
     # Each works inside a `transaction()`, so that rows and their bookkeeping commit together.
 
     def insert_rows(
-        self, cur: duckdb.DuckDBPyConnection, dataset: str, rows: pa.Table | Iterable[pa.Table]
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        dataset: str,
+        rows: pa.Table | Iterable[pa.Table],
+        *,
+        same: Mapping[str, Any] | None = None,
     ) -> int:
         """Append rows (in the table layout, shadow columns included); return how many were added.
 
         `rows` may be tables made as they are asked for (a load reading its file): DuckDB reads
         them as a stream, so reading, checking and keying the next rows runs beside the sort of
         those before them. An exception raised while making them is raised here as it was.
+        `same` names columns with one value in every row (None: null): they are not read from
+        `rows` but added after the sort, which then moves less (a third less time for a load's
+        points; enrich.same_in_every_row).
 
         Rows whose declared key is already stored, or repeated in the batch, are left out.
         Rows are sorted by time partition, then by H3 cell, so each row group covers a compact
@@ -323,14 +331,20 @@ class Lake:
         have = self.columns(dataset)
         cols = [c for c in table_columns(spec) if c[0] in have]
         names = [n for n, _, _ in cols]
-        exprs = [f"ST_GeomFromWKB({quote(n)})" if sql == "GEOMETRY" else quote(n) for n, _, sql in cols]
+        fixed = {n: v for n, v in (same or {}).items() if n in names and n != H3 and n not in spec.key}
+        read = [c for c in cols if c[0] not in fixed]
+        exprs = [
+            f"ST_GeomFromWKB({quote(n)}) AS {quote(n)}" if sql == "GEOMETRY" else quote(n)
+            for n, _, sql in read
+        ]
         targets = [quote(n) for n in names]
         if TILE in have and spec.partition_cells is not None:
-            exprs.append(tile_sql(spec.partition_cells))
+            exprs.append(f"{tile_sql(spec.partition_cells)} AS {quote(TILE)}")
             targets.append(quote(TILE))
         select = ", ".join(exprs)
         order = f" ORDER BY {', '.join([*_partition_sql(spec), quote(H3)])}" if H3 in names else ""
-        schema = pa.schema([(n, t) for n, t, _ in cols])
+        schema = pa.schema([(n, t) for n, t, _ in read])
+        names = [n for n, _, _ in read]
         rows = rows.select(names) if isinstance(rows, pa.Table) else rows
         failed = _register_once(cur, "_batch_rows", rows, schema)
         src, where = "_batch_rows", ""
@@ -346,9 +360,11 @@ class Lake:
                 where = (
                     f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond}{_key_ranges(cur, spec.key)})"
                 )
-            got = cur.execute(
-                f"INSERT INTO {table} ({', '.join(targets)}) SELECT {select} FROM {src} b{where}{order}"
-            ).fetchone()
+            body = f"SELECT {select} FROM {src} b{where}{order}"
+            if fixed:  # (a projection over the sorted rows keeps their order)
+                outer = [_typed(fixed[n], sql) if n in fixed else quote(n) for n, _, sql in cols]
+                body = f"SELECT {', '.join(outer + targets[len(cols) :])} FROM ({body})"
+            got = cur.execute(f"INSERT INTO {table} ({', '.join(targets)}) {body}").fetchone()
         except duckdb.Error:
             if failed:  # the rows' maker failed (a bad file): its error, not DuckDB's wrapping of it
                 raise failed[0] from None
@@ -554,6 +570,11 @@ def _register_once(
 
     cur.register(name, pa.RecordBatchReader.from_batches(schema, drain()))
     return failed
+
+
+def _typed(value: Any, sql_type: str) -> str:
+    """`value` (None: null) as a SQL constant of the column's type."""
+    return f"CAST({'NULL' if value is None else literal(value)} AS {sql_type})"
 
 
 def _key_ranges(cur: duckdb.DuckDBPyConnection, key: list[str]) -> str:
