@@ -343,10 +343,7 @@ class Lake:
             targets.append(quote(TILE))
         select = ", ".join(exprs)
         order = f" ORDER BY {', '.join([*_partition_sql(spec), quote(H3)])}" if H3 in names else ""
-        schema = pa.schema([(n, t) for n, t, _ in read])
-        names = [n for n, _, _ in read]
-        rows = rows.select(names) if isinstance(rows, pa.Table) else rows
-        failed = _register_once(cur, "_batch_rows", rows, schema)
+        failed = _register_once(cur, "_batch_rows", rows, pa.schema([(n, t) for n, t, _ in read]))
         src, where = "_batch_rows", ""
         try:
             if spec.key:
@@ -541,14 +538,15 @@ def _register_once(
     load of one large file (one transaction) held every chunk it had inserted, 16.8 GB at 100M
     points. A stream's batches are released once scanned (tests/test_load.py measures it).
 
-    A table is read as it is; tables made as they are asked for are read as `schema` (its
-    columns, cast to its types). Returns a list that will hold what making them raised.
+    `schema` picks the columns read: of a table, as typed there; of tables made as they are asked
+    for, cast to its types. Returns a list that will hold what making them raised.
     """
     failed: list[Exception] = []
     if isinstance(rows, pa.Table):
-        pending = rows.to_batches()
-        schema = rows.schema
-        del rows
+        table = rows.select(schema.names) if schema is not None else rows
+        pending = table.to_batches()
+        schema = table.schema
+        del rows, table
 
         def drain() -> Iterator[pa.RecordBatch]:
             while pending:
