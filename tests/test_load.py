@@ -183,33 +183,37 @@ PINGS = {
 }
 
 
+def _write_pings(path: Path, n: int, *, days: int, seed: int, row_group_size: int | None = None) -> None:
+    """`n` random PINGS rows (ids 0..n-1, `days` days from 2026-01-01, around Beijing) as Parquet."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2026-01-01T00:00:00", "us")
+    table = pa.table(
+        {
+            "id": np.arange(n),
+            "ts": start + rng.integers(0, 86_400_000_000 * days, n).astype("timedelta64[us]"),
+            "x": rng.uniform(116.2, 116.6, n),
+            "y": rng.uniform(39.8, 40.1, n),
+        }
+    )
+    pq.write_table(table, path, row_group_size=row_group_size)
+
+
 def test_a_large_load_lets_go_of_each_chunk_before_it_commits(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """One file is one transaction; DuckDB holds a registered Arrow table until the transaction
     ends, so the lake reads each chunk as a stream (store/lake.py `_register_once`). Held, the
     Arrow memory of a load would grow by a chunk per chunk (16.8 GB for 100M points)."""
-    import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     import citybase.gateway.load as load
     from citybase.gateway.readers.base import ReadOptions
     from citybase.store.lake import Lake
 
     n, chunk = 400_000, 50_000
-    rng = np.random.default_rng(5)
-    start = np.datetime64("2026-01-01T00:00:00", "us")
-    pq.write_table(
-        pa.table(
-            {
-                "id": np.arange(n),
-                "ts": start + rng.integers(0, 86_400_000_000 * 28, n).astype("timedelta64[us]"),
-                "x": rng.uniform(116.2, 116.6, n),
-                "y": rng.uniform(39.8, 40.1, n),
-            }
-        ),
-        tmp_path / "points.parquet",
-        row_group_size=chunk,
-    )
+    _write_pings(tmp_path / "points.parquet", n, days=28, seed=5, row_group_size=chunk)
     held: list[tuple[int, int]] = []  # (Arrow bytes allocated after an insert, that chunk's bytes)
     insert = Lake.insert_rows
 
@@ -265,24 +269,9 @@ def test_a_bad_file_found_bad_mid_load_says_so_and_commits_nothing(tmp_path: Pat
 def test_columns_the_same_in_every_row_are_stored_as_such(tmp_path: Path) -> None:
     """A load adds its provenance and the keys of the layers the city lacks after its sort
     (Lake.insert_rows `same`): they must land as if sorted with the rest."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     n = 20_000
-    rng = np.random.default_rng(9)
-    start = np.datetime64("2026-01-01T00:00:00", "us")
-    pq.write_table(
-        pa.table(
-            {
-                "id": np.arange(n),
-                "ts": start + rng.integers(0, 86_400_000_000 * 60, n).astype("timedelta64[us]"),
-                "x": rng.uniform(116.2, 116.6, n),
-                "y": rng.uniform(39.8, 40.1, n),
-            }
-        ),
-        tmp_path / "points.parquet",
-    )
+    _write_pings(tmp_path / "points.parquet", n, days=60, seed=9)
     with CityBase.open(tmp_path / "base") as cb:  # no city: every admin level is null
         cb.declare(PINGS)
         res = cb.load("pings", tmp_path / "points.parquet")
