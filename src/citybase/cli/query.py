@@ -16,6 +16,7 @@ app.add_typer(query_app, name="query")
 Limit = Annotated[int, typer.Option(help="Rows to show.")]
 Start = Annotated[str | None, typer.Option(help="Start of the time window (ISO time, city time zone).")]
 End = Annotated[str | None, typer.Option(help="End of the time window (exclusive).")]
+Every = Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")]
 
 
 @query_app.command()
@@ -70,7 +71,7 @@ def nearest(
 def counts(
     dataset: str,
     level: Annotated[str, typer.Option(help="district, street, community, grid or building.")] = "district",
-    every: Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")] = None,
+    every: Every = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 30,
@@ -99,7 +100,7 @@ def within(
 def h3(
     dataset: str,
     resolution: Annotated[int, typer.Option(help="H3 resolution (at most the stored one).")] = 8,
-    every: Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")] = None,
+    every: Every = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 30,
@@ -115,7 +116,7 @@ def h3(
 @query_app.command()
 def grid(
     dataset: str,
-    every: Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")] = None,
+    every: Every = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 30,
