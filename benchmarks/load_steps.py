@@ -1,4 +1,4 @@
-"""Where a CSV load's time goes: each step of `load_file` timed alone, and DuckDB's own writes.
+"""Where a CSV load's time goes: each step of `load_files` timed alone, and DuckDB's own writes.
 
     python benchmarks/load_steps.py --rows 2000000
 

@@ -291,3 +291,102 @@ def test_columns_the_same_in_every_row_are_stored_as_such(tmp_path: Path) -> Non
         "cells": n,
         "ids": n * (n - 1) // 2,
     }
+
+
+GEOLIFE = {
+    "name": "geolife",
+    "department": "research",
+    "system": "geolife",
+    "kind": "tracks",
+    "time_field": "time",
+    "object_field": "track",
+    "geometry": {"lon": "lon", "lat": "lat"},
+    "fields": [
+        {"name": "user", "type": "string"},
+        {"name": "track", "type": "string"},
+        {"name": "lat", "type": "float"},
+        {"name": "lon", "type": "float"},
+        {"name": "altitude_m", "type": "float", "unit": "m"},
+        {"name": "time", "type": "timestamp"},
+    ],
+}
+
+
+def test_files_loaded_together_store_what_they_store_alone(shared: Path, tmp_path: Path) -> None:
+    """`load_many` shares one commit among small files: the rows, batches, load records and
+    ledger facts must be those of loading each file alone; only the lake files are fewer."""
+    import json
+
+    files = sorted(shared.glob("trajectories/geolife_with_mode_labels/*/Trajectory/*.plt"))
+    assert len(files) >= 5
+    files.append(files[0])  # the same content twice: the second is skipped
+    with CityBase.open(tmp_path) as cb:
+        cb.declare(GEOLIFE)
+        cb.declare({**GEOLIFE, "name": "together"})
+        alone = [cb.load("geolife", f) for f in files]
+        seen: list[str] = []
+        together = cb.load_many("together", files, done=lambda r: seen.append(r.source))
+        assert seen == [str(f) for f in files]  # each file reported once, in order
+        for a, t in zip(alone, together, strict=True):
+            assert (a.read, a.added, a.quarantined, a.skipped, a.digest) == (
+                t.read,
+                t.added,
+                t.quarantined,
+                t.skipped,
+                t.digest,
+            )
+            assert t.batch == f"together-{t.digest[:16]}"
+        assert together[-1].skipped and not together[0].skipped
+        cols = "user, track, lat, lon, altitude_m, time, h3, _line, replace(_batch, 'geolife', 'x') AS b"
+        order = "ORDER BY b, _line"
+        a_rows = cb.sql(f"SELECT {cols} FROM lake.geolife {order}")
+        t_rows = cb.sql(f"SELECT {cols.replace('geolife', 'together')} FROM lake.together {order}")
+        assert a_rows.num_rows == sum(r.added for r in alone) > 0
+        assert a_rows.to_pylist() == t_rows.to_pylist()
+        assert len(cb.lake.data_files("together")) < len(cb.lake.data_files("geolife"))
+        # One ledger fact per file, found by its digest; the commit's lake files listed once.
+        listed: list[str] = []
+        cb.ledger.flush()  # (entries are read once integrated)
+        for r in together[:-1]:
+            assert r.ledger_index is not None and r.ledger_index in cb.ledger.find(r.digest)
+            fact = json.loads(cb.ledger.entry(r.ledger_index))["data"]
+            assert (fact["batch"], fact["rows"]) == (r.batch, r.added)
+            listed += [Path(f["path"]).name for f in fact["files"] if f["table"] == "together"]
+        assert sorted(listed) == sorted(Path(p).name for p, _ in cb.lake.data_files("together"))
+        assert all(r.skipped for r in cb.load_many("together", files))
+
+
+def test_a_bad_file_among_many_stops_the_load_where_alone_it_would(tmp_path: Path) -> None:
+    """A group that fails is loaded again file by file: the files before the bad one are added,
+    the error names the bad one, and nothing after it is."""
+    from citybase.errors import InputError
+    from citybase.gateway import load
+
+    for i in range(4):
+        body = "".join(f"{i * 10 + k},2026-01-01 00:0{k}:00,116.3,39.9\n" for k in range(3))
+        bad = b"\xff\xfe" if i == 2 else b""  # file 2 is not UTF-8
+        (tmp_path / f"f{i}.csv").write_bytes(f"id,ts,x,y\n{body}".encode() + bad)
+    paths = [tmp_path / f"f{i}.csv" for i in range(4)]
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(PINGS)
+        done: list[str] = []
+        with pytest.raises(InputError, match=r"f2\.csv"):
+            cb.load_many("pings", paths, done=lambda r: done.append(Path(r.source).name))
+        assert done == ["f0.csv", "f1.csv"]
+        loaded = [cb.lake.find_load("pings", load.file_digest(p)) is not None for p in paths]
+        assert loaded == [True, True, False, False]
+        assert cb.sql("SELECT sum(id) AS s FROM lake.pings").to_pylist() == [{"s": 0 + 1 + 2 + 10 + 11 + 12}]
+
+
+def test_files_loaded_together_keep_a_declared_key_in_file_order(tmp_path: Path) -> None:
+    """With a declared key, the first file's row of a key stays, as when loading one by one."""
+    for i in range(3):
+        (tmp_path / f"f{i}.csv").write_text(
+            "id,ts,x,y\n" + "".join(f"{k},2026-01-01 00:00:0{i},116.{3 + i},39.9\n" for k in (1, 2))
+        )
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare({**PINGS, "key": ["id"]})
+        res = cb.load_many("pings", [tmp_path / f"f{i}.csv" for i in range(3)])
+        assert [(r.added, r.duplicates) for r in res] == [(2, 0), (0, 2), (0, 2)]
+        got = cb.sql("SELECT id, lon FROM lake.pings ORDER BY id").to_pylist()
+    assert got == [{"id": 1, "lon": 116.3}, {"id": 2, "lon": 116.3}]

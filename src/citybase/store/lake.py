@@ -17,9 +17,9 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -379,19 +379,15 @@ class Lake:
         cur.execute(f"INSERT INTO {CATALOG}.citybase_quarantine SELECT {cols} FROM _q")
         cur.unregister("_q")
 
-    def insert_load(self, cur: duckdb.DuckDBPyConnection, record: LoadRecord) -> None:
+    def insert_loads(self, cur: duckdb.DuckDBPyConnection, records: Sequence[LoadRecord]) -> None:
+        """Record loads of files (one statement: one small lake file, however many records)."""
+        if not records:
+            return
+        now = _now()
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(records))
         cur.execute(
-            f"INSERT INTO {CATALOG}.citybase_loads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                record.dataset,
-                record.digest,
-                record.batch,
-                record.source,
-                record.rows,
-                record.quarantined,
-                record.duplicates,
-                _now(),
-            ],
+            f"INSERT INTO {CATALOG}.citybase_loads VALUES {values}",
+            [v for r in records for v in (*astuple(r), now)],
         )
 
     def set_watermark(self, cur: duckdb.DuckDBPyConnection, seq: int, log_id: str) -> None:
@@ -406,16 +402,24 @@ class Lake:
     # -- bookkeeping reads --------------------------------------------------------------------
 
     def find_load(self, dataset: str, digest: str) -> LoadRecord | None:
-        row = (
+        return self.find_loads(dataset, [digest]).get(digest)
+
+    def find_loads(self, dataset: str, digests: Sequence[str]) -> dict[str, LoadRecord]:
+        """Digest -> the earlier load of that content into the dataset, for those loaded before:
+        one catalog query however many files (each costs ~10 ms, as much as reading a small file)."""
+        if not digests:
+            return {}
+        rows = (
             self.con.cursor()
             .execute(
                 f"SELECT dataset, digest, batch, source, rows, quarantined, duplicates "
-                f"FROM {CATALOG}.citybase_loads WHERE dataset = ? AND digest = ? LIMIT 1",
-                [dataset, digest],
+                f"FROM {CATALOG}.citybase_loads WHERE dataset = ? AND digest IN "
+                f"(SELECT unnest(?::VARCHAR[]))",
+                [dataset, list(digests)],
             )
-            .fetchone()
+            .fetchall()
         )
-        return LoadRecord(*row) if row else None
+        return {r[1]: LoadRecord(*r) for r in rows}
 
     def watermark(self, log_id: str) -> int:
         """The last entry of log `log_id` the lake holds (0: none).
