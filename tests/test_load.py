@@ -390,3 +390,24 @@ def test_files_loaded_together_keep_a_declared_key_in_file_order(tmp_path: Path)
         assert [(r.added, r.duplicates) for r in res] == [(2, 0), (0, 2), (0, 2)]
         got = cb.sql("SELECT id, lon FROM lake.pings ORDER BY id").to_pylist()
     assert got == [{"id": 1, "lon": 116.3}, {"id": 2, "lon": 116.3}]
+
+
+def test_cli_loads_a_folder_and_lists_each_file(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "pings"
+    folder.mkdir()
+    for i in range(5):
+        rows = "".join(f"{i * 10 + k},2026-01-0{i + 1} 00:00:0{k},116.3,39.9\n" for k in range(3))
+        (folder / f"day{i}.csv").write_text("id,ts,x,y\n" + rows)
+    (tmp_path / "pings.json").write_text(json.dumps(PINGS))
+    root = str(tmp_path / "base")
+    runner = CliRunner()
+    assert runner.invoke(app, ["declare", str(tmp_path / "pings.json"), "--root", root]).exit_code == 0
+    r = runner.invoke(app, ["load", "pings", str(folder), "--root", root])
+    assert r.exit_code == 0, r.output
+    assert all(f"day{i}.csv" in r.output for i in range(5))
+    again = runner.invoke(app, ["load", "pings", str(folder), "--root", root])
+    assert again.output.count("already loaded") == 5
+    n = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM lake.pings", "--root", root, "--json"])
+    assert '"n": 15' in n.output or '"n":15' in n.output, n.output
