@@ -66,27 +66,28 @@ def test_place_keys_match_the_layers(sample: Path, tmp_path: Path) -> None:
             assert ref.tolist() == t.column(col).to_pylist()
 
 
+GEOLIFE = {
+    "name": "geolife",
+    "department": "research",
+    "system": "geolife",
+    "kind": "tracks",
+    "time_field": "time",
+    "object_field": "track",
+    "geometry": {"lon": "lon", "lat": "lat"},
+    "fields": [
+        {"name": "user", "type": "string"},
+        {"name": "track", "type": "string"},
+        {"name": "lat", "type": "float"},
+        {"name": "lon", "type": "float"},
+        {"name": "altitude_m", "type": "float", "unit": "m"},
+        {"name": "time", "type": "timestamp"},
+    ],
+}
+
+
 def test_real_geolife_and_air_quality(shared: Path, tmp_path: Path) -> None:
     with CityBase.open(tmp_path) as cb:
-        cb.declare(
-            {
-                "name": "geolife",
-                "department": "research",
-                "system": "geolife",
-                "kind": "tracks",
-                "time_field": "time",
-                "object_field": "track",
-                "geometry": {"lon": "lon", "lat": "lat"},
-                "fields": [
-                    {"name": "user", "type": "string"},
-                    {"name": "track", "type": "string"},
-                    {"name": "lat", "type": "float"},
-                    {"name": "lon", "type": "float"},
-                    {"name": "altitude_m", "type": "float", "unit": "m"},
-                    {"name": "time", "type": "timestamp"},
-                ],
-            }
-        )
+        cb.declare(GEOLIFE)
         folder = shared / "trajectories/geolife_with_mode_labels/010/Trajectory"
         files = sorted(folder.glob("*.plt"))
         assert files
@@ -291,25 +292,6 @@ def test_columns_the_same_in_every_row_are_stored_as_such(tmp_path: Path) -> Non
         "cells": n,
         "ids": n * (n - 1) // 2,
     }
-
-
-GEOLIFE = {
-    "name": "geolife",
-    "department": "research",
-    "system": "geolife",
-    "kind": "tracks",
-    "time_field": "time",
-    "object_field": "track",
-    "geometry": {"lon": "lon", "lat": "lat"},
-    "fields": [
-        {"name": "user", "type": "string"},
-        {"name": "track", "type": "string"},
-        {"name": "lat", "type": "float"},
-        {"name": "lon", "type": "float"},
-        {"name": "altitude_m", "type": "float", "unit": "m"},
-        {"name": "time", "type": "timestamp"},
-    ],
-}
 
 
 def test_files_loaded_together_store_what_they_store_alone(shared: Path, tmp_path: Path) -> None:
