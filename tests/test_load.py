@@ -374,8 +374,10 @@ def test_files_loaded_together_keep_a_declared_key_in_file_order(tmp_path: Path)
     assert got == [{"id": 1, "lon": 116.3}, {"id": 2, "lon": 116.3}]
 
 
-def test_cli_loads_a_folder_and_lists_each_file(tmp_path: Path) -> None:
+def test_cli_loads_a_folder_and_lists_each_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
+
+    from citybase.cli import main
 
     folder = tmp_path / "pings"
     folder.mkdir()
@@ -388,8 +390,16 @@ def test_cli_loads_a_folder_and_lists_each_file(tmp_path: Path) -> None:
     assert runner.invoke(app, ["declare", str(tmp_path / "pings.json"), "--root", root]).exit_code == 0
     r = runner.invoke(app, ["load", "pings", str(folder), "--root", root])
     assert r.exit_code == 0, r.output
-    assert all(f"day{i}.csv" in r.output for i in range(5))
+    assert all(f"│ day{i}.csv" in r.output for i in range(5)) and "all 5 files" in r.output
     again = runner.invoke(app, ["load", "pings", str(folder), "--root", root])
     assert again.output.count("already loaded") == 5
     n = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM lake.pings", "--root", root, "--json"])
     assert '"n": 15' in n.output or '"n":15' in n.output, n.output
+    # A long list shows only the files with something to say, and the totals.
+    (tmp_path / "pings.json").write_text(json.dumps({**PINGS, "name": "more"}))
+    assert runner.invoke(app, ["declare", str(tmp_path / "pings.json"), "--root", root]).exit_code == 0
+    monkeypatch.setattr(main, "SUMMARY_FILES", 2)
+    r = runner.invoke(app, ["load", "more", str(folder), "--root", root])
+    assert r.exit_code == 0, r.output
+    assert "│ day0.csv" not in r.output  # (a table row; the progress line may name it)
+    assert "all 5 files" in r.output and "5 more, loaded" in r.output

@@ -171,27 +171,47 @@ def load(
                 bar.update(task, description=f"loading {path.name}")
                 bar.advance(rows_task, n)
 
+            results: list[LoadResult] = []
+
             def done(res: LoadResult) -> None:
                 bar.advance(task)
-                note = "already loaded: nothing added" if res.skipped else ""
-                summary.add_row(
-                    Path(res.source).name,
-                    f"{res.read:,}",
-                    f"{res.added:,}",
-                    f"{res.quarantined:,}",
-                    f"{res.duplicates:,}",
-                    note,
-                )
-                for r, n in res.reasons.items():
-                    reasons[r] = reasons.get(r, 0) + n
+                results.append(res)
+                for reason, n in res.reasons.items():
+                    reasons[reason] = reasons.get(reason, 0) + n
 
             # Small files share a commit (CityBase.load_many): a folder of them loads 14-19x faster.
             cb.load_many(dataset, paths, format=format, options=opts, progress=read, done=done)
+        # Every file of a short list; of a long one, those with something to say, then the totals.
+        shown = [r for r in results if len(results) <= SUMMARY_FILES or r.skipped or r.quarantined]
+        for r in shown:
+            note = "already loaded: nothing added" if r.skipped else ""
+            summary.add_row(
+                Path(r.source).name,
+                f"{r.read:,}",
+                f"{r.added:,}",
+                f"{r.quarantined:,}",
+                f"{r.duplicates:,}",
+                note,
+            )
+        if len(results) > 1:
+            summary.add_row(
+                f"all {len(results):,} files",
+                *(
+                    f"{sum(getattr(r, k) for r in results):,}"
+                    for k in ("read", "added", "quarantined", "duplicates")
+                ),
+                f"{len(results) - len(shown):,} more, loaded cleanly" if len(shown) < len(results) else "",
+                style="bold",
+            )
         console.print(summary)
-        for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            console.print(f"  [yellow]quarantined[/yellow] {n:,} × {r}")
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            console.print(f"  [yellow]quarantined[/yellow] {n:,} × {reason}")
         if reasons:
             console.print(f"  see them with: citybase quarantine {dataset}")
+
+
+#: Files listed one by one in a load's summary; beyond, only those skipped or with bad rows.
+SUMMARY_FILES = 50
 
 
 @app.command()
