@@ -251,3 +251,27 @@ def test_jsonld_contexts_registry(client: TestClient) -> None:
     assert {c["kind"] for c in listed} >= {"Hosted", "Cached"}
     assert client.delete(f"{BASE}/jsonldContexts/{local}").status_code == 204
     assert client.get(f"{BASE}/jsonldContexts/{local}").status_code == 404
+
+
+def test_linked_entities_join_in_get_and_in_a_post_query(client: TestClient) -> None:
+    """join=inline puts the linked entity in its Relationship, join=flat lists it after; a Query
+    body (POST /entityOperations/query) carries join as a member, not in the URL."""
+    city = {"id": "urn:ngsi-ld:City:1", "type": "City", "name": {"type": "Property", "value": "Haidian"}}
+    building = {
+        "id": "urn:ngsi-ld:Building:1",
+        "type": "Building",
+        "locatedAt": {"type": "Relationship", "object": city["id"]},
+    }
+    for e in (city, building):
+        assert client.post(f"{BASE}/entities", json=e).status_code == 201
+    got = client.get(f"{BASE}/entities?type=Building&join=inline").json()
+    assert got[0]["locatedAt"]["entity"] == city
+    query = {"type": "Query", "entities": [{"type": "Building"}]}
+    inline = client.post(f"{BASE}/entityOperations/query", json={**query, "join": "inline"}).json()
+    assert inline == got
+    flat = client.post(f"{BASE}/entityOperations/query", json={**query, "join": "flat"}).json()
+    assert flat == [building, city]
+    plain = client.post(f"{BASE}/entityOperations/query", json=query).json()
+    assert plain == [building]
+    bad = client.post(f"{BASE}/entityOperations/query", json={**query, "join": "sideways"})
+    assert bad.status_code == 400

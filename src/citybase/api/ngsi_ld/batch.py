@@ -219,7 +219,7 @@ async def batch_query(request: Request) -> Response:
             found[e["id"]] = e
     limit = int_param(call, "limit", 20) or 0
     offset = int_param(call, "offset", 0) or 0
-    items = present(call, [found[k] for k in sorted(found)][offset : offset + limit], view)
+    items = present(call, [found[k] for k in sorted(found)][offset : offset + limit], view, body)
     headers = {"NGSILD-Results-Count": str(len(found))} if call.param("count") == "true" else None
     if call.accept == GEO:
         from citybase.api.ngsi_ld.entities import _geojson

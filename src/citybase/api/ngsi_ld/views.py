@@ -44,23 +44,26 @@ def view_of(call: Call, opts: set[str] | None = None, *, attrs_param: bool = Tru
     return view
 
 
-def join_of(call: Call) -> tuple[str | None, int]:
-    join = call.param("join")
+def join_of(call: Call, query: dict[str, Any] | None = None) -> tuple[str | None, int]:
+    """join and joinLevel: from a Query body's members where it has them (POST
+    /entityOperations/query), else from the URL."""
+    q = query or {}
+    join = q["join"] if "join" in q else call.param("join")
     if join not in (None, "inline", "flat", "@none"):
         raise BadRequestData(f"join {join!r} is not inline, flat or @none")
-    raw = call.param("joinLevel")
+    raw = q["joinLevel"] if "joinLevel" in q else call.param("joinLevel")
     try:
         level = int(raw) if raw is not None else 1
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise BadRequestData("joinLevel must be a positive integer") from e
     if level < 1:
         raise BadRequestData("joinLevel must be a positive integer")
     return (None if join == "@none" else join), level
 
 
-def present(call: Call, entities: list[Entity], view: View) -> list[Any]:
+def present(call: Call, entities: list[Entity], view: View, query: dict[str, Any] | None = None) -> list[Any]:
     """Entities rendered, with linked entities when join asks for them (flat ones follow theirs)."""
-    join, level = join_of(call)
+    join, level = join_of(call, query)
     if join is None:
         return [render(e, view) for e in entities]
 
