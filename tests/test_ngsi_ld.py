@@ -275,3 +275,38 @@ def test_linked_entities_join_in_get_and_in_a_post_query(client: TestClient) -> 
     assert plain == [building]
     bad = client.post(f"{BASE}/entityOperations/query", json={**query, "join": "sideways"})
     assert bad.status_code == 400
+
+
+def test_an_update_result_names_attributes_in_full(client: TestClient) -> None:
+    """A 207 UpdateResult carries no @context: its attribute names are full IRIs."""
+    assert (
+        client.post(
+            f"{BASE}/entities", json={**aqo(1), **CTX}, headers={"Content-Type": "application/ld+json"}
+        ).status_code
+        == 201
+    )
+    r = client.post(
+        f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:1/attrs?options=noOverwrite",
+        json={"no2": {"type": "Property", "value": 1}, "pm25": {"type": "Property", "value": 9}, **CTX},
+        headers={"Content-Type": "application/ld+json"},
+    )
+    assert r.status_code == 207
+    assert r.json()["updated"] == ["https://uri.etsi.org/ngsi-ld/default-context/pm25"]
+    assert [n["attributeName"] for n in r.json()["notUpdated"]] == [CTX["@context"]["no2"]]
+
+
+def test_purge_by_id_keeps_the_named_attributes(client: TestClient) -> None:
+    for i in (1, 2):
+        assert (
+            client.post(
+                f"{BASE}/entities", json={**aqo(i), "pm25": {"type": "Property", "value": 9}}
+            ).status_code
+            == 201
+        )
+    one, two = "urn:ngsi-ld:AirQualityObserved:1", "urn:ngsi-ld:AirQualityObserved:2"
+    assert client.delete(f"{BASE}/entities?id={one}&keep=no2").status_code == 204
+    assert set(client.get(f"{BASE}/entities/{one}").json()) == {"id", "type", "no2"}
+    assert "pm25" in client.get(f"{BASE}/entities/{two}").json()  # not named: untouched
+    assert client.delete(f"{BASE}/entities?id={two}").status_code == 204
+    assert client.get(f"{BASE}/entities/{two}").status_code == 404
+    assert client.delete(f"{BASE}/entities").status_code == 400  # nothing named: refused

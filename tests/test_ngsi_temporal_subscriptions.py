@@ -225,3 +225,22 @@ def test_mqtt_notifications_reach_a_real_broker(client: TestClient) -> None:
     note = got[0]["body"]
     assert note["type"] == "Notification" and note["data"][0]["availableSpotNumber"] == 7
     assert note["data"][0]["id"] == EID
+
+
+def test_deleting_a_temporal_attribute_takes_the_default_instances_only(client: TestClient) -> None:
+    """DELETE .../attrs/{attr} without datasetId removes the default instances and keeps those of
+    other datasets (ETSI 015_01_01); deleteAll removes every one."""
+    fuel = [
+        {"type": "Property", "value": 67, "observedAt": "2020-09-01T12:03:00Z"},
+        {"type": "Property", "value": 53, "observedAt": "2020-09-01T13:05:00Z"},
+        {"type": "Property", "value": 40, "observedAt": "2020-09-01T14:07:00Z", "datasetId": "urn:fuel"},
+    ]
+    eid = "urn:ngsi-ld:Vehicle:1"
+    body = {"id": eid, "type": "Vehicle", "fuelLevel": fuel, "speed": [fuel[0]]}
+    assert client.post(f"{BASE}/temporal/entities", json=body).status_code == 201
+    assert client.delete(f"{BASE}/temporal/entities/{eid}/attrs/fuelLevel").status_code == 204
+    got = client.get(f"{BASE}/temporal/entities/{eid}").json()
+    assert [(i["value"], i.get("datasetId")) for i in got["fuelLevel"]] == [(40, "urn:fuel")]
+    assert client.delete(f"{BASE}/temporal/entities/{eid}/attrs/fuelLevel").status_code == 404  # gone
+    assert client.delete(f"{BASE}/temporal/entities/{eid}/attrs/fuelLevel?deleteAll=true").status_code == 204
+    assert "fuelLevel" not in client.get(f"{BASE}/temporal/entities/{eid}").json()

@@ -312,6 +312,8 @@ class History:
             return []
         table = self.platform.sql(sql, params)
         out = table.to_pylist()
+        for r in out:  # the default instance's "" comes back null (conform stores blanks as null)
+            r["dataset_id"] = r["dataset_id"] or ""
         return self._visible(tenant, out)
 
     def _visible(self, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

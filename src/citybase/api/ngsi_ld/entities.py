@@ -271,7 +271,9 @@ async def purge_entities(request: Request) -> Response:
     keep, drop = split(call.param("keep")), split(call.param("drop"))
     if keep is not None and drop is not None:
         raise BadRequestData("keep and drop exclude each other")
-    query = build_query(call, require_filter=call.param("local") != "true")
+    # Purging names its entities by id as well as by type, q or scope (ETSI 060_05).
+    named = call.param("id") is not None or call.param("idPattern") is not None
+    query = build_query(call, require_filter=call.param("local") != "true" and not named)
     found = run(call.service.store, call.tenant, query)
     ids = [e["id"] for e in found]
     if (keep is not None or drop is not None) and found:
@@ -345,14 +347,16 @@ async def append_attributes(entity_id: str, request: Request) -> Response:
         frag["scope"] = parse_scope(body["scope"])
     _, result = call.service.broker.append(call.tenant, entity_id, frag, overwrite="noOverwrite" not in opts)
     if result.not_updated:
-        return call.respond(_update_result(call, result.updated, result.not_updated), 207, with_context=False)
+        return call.respond(_update_result(result.updated, result.not_updated), 207, with_context=False)
     return no_content(call)
 
 
-def _update_result(call: Call, updated: list[str], not_updated: list[tuple[str, str]]) -> dict[str, Any]:
+def _update_result(updated: list[str], not_updated: list[tuple[str, str]]) -> dict[str, Any]:
+    """An UpdateResult (207). It goes without an @context, so attribute names are full IRIs: a
+    short name would mean nothing to a reader (the ETSI suite's 010_04 expects them so)."""
     return {
-        "updated": [call.ctx.compact(u) for u in updated],
-        "notUpdated": [{"attributeName": call.ctx.compact(n), "reason": r} for n, r in not_updated],
+        "updated": list(updated),
+        "notUpdated": [{"attributeName": n, "reason": r} for n, r in not_updated],
     }
 
 
@@ -369,7 +373,7 @@ async def update_attributes(entity_id: str, request: Request) -> Response:
         frag["scope"] = parse_scope(body["scope"])
     _, result = call.service.broker.update(call.tenant, entity_id, frag)
     if result.not_updated:
-        return call.respond(_update_result(call, result.updated, result.not_updated), 207, with_context=False)
+        return call.respond(_update_result(result.updated, result.not_updated), 207, with_context=False)
     return no_content(call)
 
 
