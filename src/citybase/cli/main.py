@@ -159,13 +159,13 @@ def load(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("rows"),
+            TextColumn("{task.fields[unit]}"),
             TimeElapsedColumn(),
             console=console,
             transient=True,
         ) as bar:
-            task = bar.add_task("loading", total=len(paths))
-            rows_task = bar.add_task("  rows read", total=None)
+            task = bar.add_task("loading", total=len(paths), unit="files")
+            rows_task = bar.add_task("  read", total=None, unit="rows")
 
             def read(path: Path, n: int) -> None:
                 bar.update(task, description=f"loading {path.name}")
