@@ -403,3 +403,19 @@ def test_cli_loads_a_folder_and_lists_each_file(tmp_path: Path, monkeypatch: pyt
     assert r.exit_code == 0, r.output
     assert "│ day0.csv" not in r.output  # (a table row; the progress line may name it)
     assert "all 5 files" in r.output and "5 more, loaded" in r.output
+
+
+def test_groups_of_small_files_stop_at_their_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from citybase.gateway import load
+
+    monkeypatch.setattr(load, "GROUP_FILES", 3)
+    monkeypatch.setattr(load, "GROUP_BYTES", 250)
+    sizes = [100, 100, 100, 10, 10, 10, 10, 60]
+    paths = []
+    for i, n in enumerate(sizes):
+        (tmp_path / f"{i}").write_bytes(b"x" * n)
+        paths.append(tmp_path / f"{i}")
+    got = [[int(p.name) for p in g] for g in load.groups(paths)]
+    # 100+100 (a third would pass 250 bytes), 100+10+10 (three files), 10+10+60.
+    assert got == [[0, 1], [2, 3, 4], [5, 6, 7]]
+    assert [p for g in load.groups(paths) for p in g] == paths  # every path once, in order
