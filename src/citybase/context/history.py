@@ -312,7 +312,7 @@ class History:
             return []
         table = self.platform.sql(sql, params)
         out = table.to_pylist()
-        for r in out:  # the default instance's "" comes back null (conform stores blanks as null)
+        for r in out:  # the default instance's "" comes back from the lake as null
             r["dataset_id"] = r["dataset_id"] or ""
         return self._visible(tenant, out)
 
