@@ -244,3 +244,21 @@ def test_deleting_a_temporal_attribute_takes_the_default_instances_only(client: 
     assert client.delete(f"{BASE}/temporal/entities/{eid}/attrs/fuelLevel").status_code == 404  # gone
     assert client.delete(f"{BASE}/temporal/entities/{eid}/attrs/fuelLevel?deleteAll=true").status_code == 204
     assert "fuelLevel" not in client.get(f"{BASE}/temporal/entities/{eid}").json()
+
+
+def test_a_temporal_query_picking_only_core_members_lists_every_entity(client: TestClient) -> None:
+    """pick=id keeps each entity and none of its attributes (ETSI 021_21_03); attrs that match
+    nothing still match no entity."""
+    for i in (1, 2):
+        body = {
+            "id": f"urn:ngsi-ld:Vehicle:{i}",
+            "type": "Vehicle",
+            "speed": [parking(3, "2020-01-01T00:00:00Z")["availableSpotNumber"]],
+        }
+        assert client.post(f"{BASE}/temporal/entities", json=body).status_code == 201
+    when = "type=Vehicle&timerel=after&timeAt=1970-01-01T00:00:00Z"
+    assert client.get(f"{BASE}/temporal/entities?{when}&pick=id").json() == [
+        {"id": "urn:ngsi-ld:Vehicle:1"},
+        {"id": "urn:ngsi-ld:Vehicle:2"},
+    ]
+    assert client.get(f"{BASE}/temporal/entities?{when}&attrs=fuelLevel").json() == []

@@ -256,6 +256,8 @@ def _respond(call: Call, query: EntityQuery | None, ids: list[str] | None, *, si
     attrs = None
     if view.attrs is not None and (query is None or query.q is None):
         attrs = view.attrs
+    if attrs is not None and not attrs and view.pick_core and call.param("attrs") is None:
+        attrs = None  # a pick of core members only (id, type): every entity, none of its attributes
     rows = h.rows(call.tenant, entity_ids=ids, attrs=attrs, time_column=tf.timeproperty, after=lo, before=hi)
     if single and not rows:
         assert ids is not None
