@@ -262,3 +262,21 @@ def test_a_temporal_query_picking_only_core_members_lists_every_entity(client: T
         {"id": "urn:ngsi-ld:Vehicle:2"},
     ]
     assert client.get(f"{BASE}/temporal/entities?{when}&attrs=fuelLevel").json() == []
+
+
+def test_a_temporal_query_by_attrs_and_dataset_matches_only_entities_with_such_instances(
+    client: TestClient,
+) -> None:
+    """attrs and datasetId together: an entity whose asked-for attributes have no instance of the
+    datasets is left out (ETSI 021_18_07), one that has some is kept with just those."""
+    speed = parking(3, "2020-01-01T00:00:00Z")["availableSpotNumber"]
+    body = {
+        "id": "urn:ngsi-ld:Vehicle:1",
+        "type": "Vehicle",
+        "speed": [speed, {**speed, "datasetId": "urn:gps"}],
+    }
+    assert client.post(f"{BASE}/temporal/entities", json=body).status_code == 201
+    when = "type=Vehicle&timerel=after&timeAt=1970-01-01T00:00:00Z&attrs=speed"
+    assert client.get(f"{BASE}/temporal/entities?{when}&datasetId=urn:fuel").json() == []
+    got = client.get(f"{BASE}/temporal/entities?{when}&datasetId=urn:gps").json()
+    assert [i["datasetId"] for i in got[0]["speed"]] == ["urn:gps"]

@@ -223,6 +223,10 @@ async def delete_instance(entity_id: str, attr: str, instance_id: str, request: 
     return no_content(call)
 
 
+#: Members of a temporal entity that are not attributes.
+_CORE_MEMBERS = {"id", "type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"}
+
+
 def _mode(call: Call, opts: set[str]) -> tuple[str, list[str] | None, Any]:
     if "temporalValues" in opts and "aggregatedValues" in opts:
         raise BadRequestData("temporalValues and aggregatedValues exclude each other")
@@ -283,6 +287,9 @@ def _respond(call: Call, query: EntityQuery | None, ids: list[str] | None, *, si
         )
         for e in found
     ]
+    if not single and call.param("attrs") is not None and view.dataset_ids is not None:
+        # The attributes asked for have no instance of those datasets: the entity does not match.
+        out = [o for o in out if set(o) - _CORE_MEMBERS]
     if single:
         entity_ids = ids or []
         if not out:
