@@ -280,3 +280,19 @@ def test_a_temporal_query_by_attrs_and_dataset_matches_only_entities_with_such_i
     assert client.get(f"{BASE}/temporal/entities?{when}&datasetId=urn:fuel").json() == []
     got = client.get(f"{BASE}/temporal/entities?{when}&datasetId=urn:gps").json()
     assert [i["datasetId"] for i in got[0]["speed"]] == ["urn:gps"]
+
+
+def test_a_temporal_query_orders_by_when_entities_were_created(client: TestClient) -> None:
+    """orderBy=createdAt follows creation, not ids (ETSI 021_23_03)."""
+    for i in (2, 1, 3):
+        body = {
+            "id": f"urn:ngsi-ld:Building:{i}",
+            "type": "Building",
+            "name": {"type": "Property", "value": f"b{i}"},
+        }
+        assert client.post(f"{BASE}/entities", json=body).status_code == 201
+    when = "type=Building&timerel=after&timeAt=1970-01-01T00:00:00Z&timeproperty=createdAt"
+    got = client.get(f"{BASE}/temporal/entities?{when}&orderBy=createdAt").json()
+    assert [e["id"][-1] for e in got] == ["2", "1", "3"]
+    got = client.get(f"{BASE}/temporal/entities?{when}&orderBy=id").json()
+    assert [e["id"][-1] for e in got] == ["1", "2", "3"]

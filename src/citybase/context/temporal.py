@@ -111,12 +111,18 @@ class TemporalEntity:
     def latest(self) -> Entity:
         """A current-state view (last instance per attribute and dataset) for q and geo filters."""
         attrs: dict[str, list[Instance]] = {}
+        created: list[str] = []
         for a, items in self.attrs.items():
             by_ds: dict[Any, Instance] = {}
             for _, inst in items:
                 by_ds[inst.get("datasetId")] = inst
+                if isinstance(inst.get("createdAt"), str):
+                    created.append(inst["createdAt"])
             attrs[a] = list(by_ds.values())
-        return {"id": self.id, "type": self.types, "attrs": attrs}
+        out: Entity = {"id": self.id, "type": self.types, "attrs": attrs}
+        if created:  # the entity's: its first attribute's (for orderBy=createdAt)
+            out["createdAt"] = min(created)
+        return out
 
 
 def assemble(rows: list[dict[str, Any]], last_n: int | None = None) -> dict[str, TemporalEntity]:
