@@ -291,6 +291,7 @@ def test_a_temporal_query_orders_by_when_entities_were_created(client: TestClien
             "name": {"type": "Property", "value": f"b{i}"},
         }
         assert client.post(f"{BASE}/entities", json=body).status_code == 201
+        time.sleep(0.005)  # (createdAt has milliseconds: no two alike)
     when = "type=Building&timerel=after&timeAt=1970-01-01T00:00:00Z&timeproperty=createdAt"
     got = client.get(f"{BASE}/temporal/entities?{when}&orderBy=createdAt").json()
     assert [e["id"][-1] for e in got] == ["2", "1", "3"]
