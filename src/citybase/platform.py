@@ -255,10 +255,9 @@ class CityBase:
 
         A small file's load is mostly its commit (a folder of 10-row CSV files: about 40 ms a
         file alone): small files go together (gateway/load.py `groups`), larger ones alone. If a
-        group fails, its files are loaded again one by
-        one, so that each file before the bad one is added and the error names the bad one, as
-        with `load`. `progress(path, rows_read)` is called per chunk read, `done(result)` per file
-        as its commit lands.
+        group fails, its files are loaded again one by one, so that each file before the bad one
+        is added and the error names the bad one, as with `load`. `progress(path, rows_read)` is
+        called per chunk read, `done(result)` per file as its commit lands.
         """
         out: list[LoadResult] = []
         for group in groups(Path(p) for p in paths):

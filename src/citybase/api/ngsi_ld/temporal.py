@@ -25,7 +25,7 @@ from citybase.api.ngsi_ld.views import view_of
 from citybase.context.errors import BadRequestData, NgsiError, OperationNotSupported, ResourceNotFound
 from citybase.context.geo import parse_geoquery
 from citybase.context.history import History
-from citybase.context.model import check_name, is_uri, now_iso, parse_entity, parse_instance
+from citybase.context.model import ENTITY_CORE, check_name, is_uri, now_iso, parse_entity, parse_instance
 from citybase.context.qlang import parse_q
 from citybase.context.query import EntityQuery, order, parse_id_pattern
 from citybase.context.render import View
@@ -223,10 +223,6 @@ async def delete_instance(entity_id: str, attr: str, instance_id: str, request: 
     return no_content(call)
 
 
-#: Members of a temporal entity that are not attributes.
-_CORE_MEMBERS = {"id", "type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"}
-
-
 def _mode(call: Call, opts: set[str]) -> tuple[str, list[str] | None, Any]:
     if "temporalValues" in opts and "aggregatedValues" in opts:
         raise BadRequestData("temporalValues and aggregatedValues exclude each other")
@@ -289,7 +285,7 @@ def _respond(call: Call, query: EntityQuery | None, ids: list[str] | None, *, si
     ]
     if not single and call.param("attrs") is not None and view.dataset_ids is not None:
         # The attributes asked for have no instance of those datasets: the entity does not match.
-        out = [o for o in out if set(o) - _CORE_MEMBERS]
+        out = [o for o in out if set(o) - ENTITY_CORE]
     if single:
         entity_ids = ids or []
         if not out:
