@@ -31,7 +31,7 @@ from citybase.places.enrich import enrich
 from citybase.sim import iter_gps_points
 from citybase.sim.admin import districts
 from citybase.store.engine import connect
-from st_bench import SPEC, bench_city
+from st_bench import SPEC, bench_city, build_place_index
 
 
 def timed(name: str, f: Callable[[], Any]) -> Any:
@@ -55,9 +55,9 @@ def main() -> None:
         csv = d / "points.csv"
         pacsv.write_csv(points, csv)
         cb = bench_city(d / "base", districts(300, seed=args.seed), None)
+        build_place_index(cb)
         assert cb.city is not None
         city = cb.city
-        city.keys(points.column("lon").to_numpy()[:1], points.column("lat").to_numpy()[:1])  # (index built)
         cb.declare({**SPEC, "name": "steps"})
         spec = cb.lake.spec("steps")
         print(f"{args.rows:,} rows, {csv.stat().st_size / 1e6:,.0f} MB of CSV")

@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 from citybase.sim import iter_gps_points
 from citybase.sim.admin import districts
 from citybase.store.engine import connect
-from st_bench import SPEC, THREADS, bench_city
+from st_bench import SPEC, THREADS, bench_city, build_place_index
 
 
 def main() -> None:
@@ -43,8 +43,7 @@ def main() -> None:
             pacsv.write_csv(points.slice(i * args.rows, args.rows), folder / f"part-{i:05d}.csv")
         files = sorted(folder.glob("*.csv"))
         cb = bench_city(d, districts(300, seed=args.seed), None)
-        assert cb.city is not None
-        cb.city.keys(points.column("lon").to_numpy()[:1], points.column("lat").to_numpy()[:1])
+        build_place_index(cb)
         print(f"{args.files:,} CSV files of {args.rows:,} rows ({n:,} rows)")
 
         cb.declare({**SPEC, "name": "alone"})
