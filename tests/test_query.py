@@ -31,7 +31,7 @@ from citybase.model.city import Level
 from citybase.places.city import City, Layer
 from citybase.places.index import polygonal
 from citybase.platform import CityBase
-from citybase.query import QueryEngine, ReadScope, ScopeError, to_geodataframe
+from citybase.query import QueryEngine, ReadScope, ScopeError, nearest, to_geodataframe
 from citybase.query.aggregate import h3_parent_sql
 
 R = 6_371_008.8  # metres, the query box's sphere
@@ -599,13 +599,27 @@ def nearest_join_reference(
 
 
 @pytest.mark.parametrize(
-    ("k", "max_d", "tol"),
-    [(1, None, None), (3, None, None), (2, 800.0, None), (2, None, timedelta(minutes=30))],
+    ("k", "max_d", "tol", "band_pairs"),
+    [
+        (1, None, None, None),
+        (3, None, None, None),
+        (2, 800.0, None, None),
+        (2, None, timedelta(minutes=30), None),  # few pairs in the time bands: one join
+        (2, None, timedelta(minutes=30), 0),  # growing circles within the time bands
+    ],
 )
 @pytest.mark.parametrize("provenance", [True, False])
 def test_nearest_join_matches_brute_force(
-    world: World, k: int, max_d: float | None, tol: timedelta | None, provenance: bool
+    world: World,
+    k: int,
+    max_d: float | None,
+    tol: timedelta | None,
+    band_pairs: int | None,
+    provenance: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if band_pairs is not None:
+        monkeypatch.setattr(nearest, "TIME_BAND_PAIRS", band_pairs)
     ev = world.events.iloc[:40]
     # Without provenance in the objects' scope, pairs carry the whole row instead of (batch, line).
     hidden = None if provenance else ReadScope(fields=["obj", "t", "lon", "lat", "rid"])
@@ -1141,9 +1155,19 @@ def test_geolife_trajectories(beijing: Beijing) -> None:
     ]
 
 
-def test_geolife_nearest_join_with_time(beijing: Beijing) -> None:
+@pytest.mark.parametrize(
+    ("tol", "band_pairs"),
+    [(timedelta(minutes=20), None), (timedelta(minutes=20), 0), (None, None)],
+    ids=["within-20-min", "within-20-min-in-circles", "any-time"],
+)
+def test_geolife_nearest_join(
+    beijing: Beijing, tol: timedelta | None, band_pairs: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a tolerance the pairs are hashed on time buckets (in one join, or in growing circles
+    # when the bands hold many); without, DuckDB spatial's join of the circles' boxes.
+    if band_pairs is not None:
+        monkeypatch.setattr(nearest, "TIME_BAND_PAIRS", band_pairs)
     p = beijing.points
-    tol = timedelta(minutes=20)
     got = beijing.q.nearest_join("incidents", "geolife", k=2, time_tolerance=tol)
     ref = nearest_join_reference(beijing.incidents, p, 2, None, tol)
     rows = got.to_pylist()

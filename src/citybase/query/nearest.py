@@ -10,9 +10,10 @@ files directly while they hold all its rows (store/files.py), skipping DuckLake'
 
 B8 `nearest_join` does the same for many events at once (or, with a time tolerance that leaves
 few positions per event, one join on the time band alone): each pass joins the events still short of
-k neighbours to the objects in a band around each (a range join on lat and lon, with the time
-tolerance as a further band), keeps the complete ones, and grows each remaining event's radius by
-the neighbours it found; what is left after the last pass is joined with no distance band. Its
+k neighbours to the objects in a box around each (DuckDB spatial's join of the boxes and the
+positions; with a time tolerance, a hash join on time buckets, the box as a filter), keeps the
+complete ones, and grows each remaining event's radius by the neighbours it found; what is left
+after the last pass is joined with no distance band. Its
 cost follows the number of object positions within each event's k-th object: for tracks, every
 position of the nearer objects.
 """
@@ -38,9 +39,12 @@ MAX_RINGS = 8
 #: Passes of the batched join before the remaining events are joined with no distance band.
 MAX_PASSES = 8
 #: With a time tolerance, at most this many (event, position) pairs in the time bands are joined
-#: at once, without growing circles: positions sparse in time are far apart in space, where circles
-#: would grow through many passes (st_bench B8: 13 s in circles, 0.2 s in one join).
-TIME_BAND_PAIRS = 20_000_000
+#: at once, without growing circles. A circle's pass only tests boxes on the pairs of its time
+#: buckets; the one join computes a distance and a group for every pair, about 0.35 us each. At 1M
+#: GPS points (0.3M pairs) the one join took 0.20 s against 0.25 s in circles; at 3M points
+#: 0.40 s against 0.28 s, at 10M 1.08 s against 0.30 s (st_bench B8, +-5 min, session 8). Even
+#: all MAX_PASSES circles cost about one join's time at 10M.
+TIME_BAND_PAIRS = 1_000_000
 #: A circle this large is the whole world.
 WORLD_M = math.pi * EARTH_RADIUS_M
 
@@ -263,10 +267,19 @@ class NearestQueries(QueryCore):
         )
         conds, where, prune = (["o._b = e._b"] if bucket else []), [], []
         if banded:
-            conds += [
-                "o.lat BETWEEN e.lat - e.dlat AND e.lat + e.dlat",
-                "o.lon BETWEEN e.lon - e.dlon AND e.lon + e.dlon",
-            ]
+            if bucket:  # hashed on the time bucket; the box is a filter within it
+                conds += [
+                    "o.lat BETWEEN e.lat - e.dlat AND e.lat + e.dlat",
+                    "o.lon BETWEEN e.lon - e.dlon AND e.lon + e.dlon",
+                ]
+            else:
+                # Nothing to hash on: the box as DuckDB spatial's join (an R-tree over the events'
+                # boxes). As four range conditions, DuckDB planned a nested loop over every pair
+                # of event and position: 6.4 s instead of 0.1 s for the demo's 5k events.
+                conds.append(
+                    "ST_Intersects(ST_MakeEnvelope(e.lon - e.dlon, e.lat - e.dlat, e.lon + e.dlon, "
+                    "e.lat + e.dlat), ST_Point(o.lon, o.lat))"
+                )
             where.append("distance_m <= r")
             extent = "min(lon - dlon), min(lat - dlat), max(lon + dlon), max(lat + dlat)"
             box = cur.execute(f"SELECT {extent} FROM ({todo}) AS e").fetchone()
@@ -288,7 +301,7 @@ class NearestQueries(QueryCore):
         # nearest; the k rows are read back at the end (st_bench B8: from 1.2 to 0.4 s with
         # the bucket join). A reader who may not see provenance carries the whole row instead.
         located = "_batch" in ob.columns and "_line" in ob.columns
-        row = "{'b': o._batch, 'l': o._line}" if located else "o"
+        row = "{'b': o._batch, 'l': o._line, 'x': o.lon, 'y': o.lat}" if located else "o"
         key = f"o.{quote(obj_key)}" if obj_key is not None else "NULL"
         pairs = (
             f"SELECT e._event, e.r, {row} AS _o, {key} AS _k, {dist} AS distance_m FROM ({todo}) AS e "
@@ -311,6 +324,7 @@ class NearestQueries(QueryCore):
             picked = (
                 f"SELECT f._event, f.found, f.rank, f.x.d AS distance_m, o.* FROM ({flat}) AS f "
                 f"JOIN {objects} AS o ON o._batch = f.x.o.b AND o._line = f.x.o.l "
+                "AND o.lon = f.x.o.x AND o.lat = f.x.o.y "
                 "QUALIFY row_number() OVER (PARTITION BY f._event, f.rank) = 1"
             )
         else:
