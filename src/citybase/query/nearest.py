@@ -13,7 +13,9 @@ few positions per event, one join on the time band alone): each pass joins the e
 k neighbours to the objects in a box around each (DuckDB spatial's join of the boxes and the
 positions; with a time tolerance, a hash join on time buckets, the box as a filter), keeps the
 complete ones, and grows each remaining event's radius by the neighbours it found; what is left
-after the last pass is joined with no distance band. Its
+after the last pass is joined with no distance band. With no time band and no radius remembered
+from B4, the first radius is the one whose circle holds a few dozen positions per neighbour at the
+objects' density around the events. Its
 cost follows the number of object positions within each event's k-th object: for tracks, every
 position of the nearer objects.
 """
@@ -34,6 +36,8 @@ from citybase.query.scope import ReadScope
 
 #: First radius of a search with no history, metres.
 FIRST_RADIUS_M = 250.0
+#: Positions per neighbour wanted in B8's first circles with no time band (`_dense_radius`).
+FIRST_POSITIONS = 32
 #: Circles tried before a full scan.
 MAX_RINGS = 8
 #: Passes of the batched join before the remaining events are joined with no distance band.
@@ -178,11 +182,8 @@ class NearestQueries(QueryCore):
         if obj_key is not None:
             ob.need(obj_key)
         ev_where = ['"lon" IS NOT NULL', '"lat" IS NOT NULL', *self.time_where(ev, start, end)]
-        first = (
-            float(max_distance_m)
-            if max_distance_m is not None
-            else self.radius_hints.get(objects, FIRST_RADIUS_M)
-        )
+        hint = self.radius_hints.get(objects)
+        first = float(max_distance_m) if max_distance_m is not None else hint or FIRST_RADIUS_M
         with self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             cur.execute(
@@ -193,6 +194,8 @@ class NearestQueries(QueryCore):
                 "CREATE TEMP TABLE _hits AS SELECT 0::BIGINT AS _event, 0::BIGINT AS rank, "
                 f"0.0::DOUBLE AS distance_m, * FROM {ob.sql} AS s LIMIT 0"
             )
+            if max_distance_m is None and hint is None and tol is None:
+                first = self._dense_radius(cur, ob, k)
             # Each event searches its own circle, grown by the neighbours it found so far.
             cur.execute(f"CREATE TEMP TABLE _todo AS SELECT _event, {first!r}::DOUBLE AS r FROM _ev")
             if tol is not None and max_distance_m is None and self._few_in_time(cur, ob, tol):
@@ -213,6 +216,30 @@ class NearestQueries(QueryCore):
             ).to_arrow_table()
             cur.execute("ROLLBACK")
         return out
+
+    @staticmethod
+    def _dense_radius(cur: duckdb.DuckDBPyConnection, ob: Source, k: int) -> float:
+        """A first radius whose circle holds about `FIRST_POSITIONS` x k positions, at the objects'
+        density over the events' extent (FIRST_RADIUS_M where it finds none).
+
+        With no time band, a circle holds every position an object ever had there: at 10M GPS
+        points, 250 m circles held 7,600 positions each (B8 any time, 3.2 s); 30 m, 0.13 s.
+        """
+        ext = cur.execute("SELECT min(lon), min(lat), max(lon), max(lat) FROM _ev").fetchone()
+        if ext is None or ext[0] is None:
+            return FIRST_RADIUS_M
+        x0, y0, _, _ = circle_bbox(ext[0], ext[1], FIRST_RADIUS_M)
+        _, _, x1, y1 = circle_bbox(ext[2], ext[3], FIRST_RADIUS_M)
+        got = cur.execute(
+            f"SELECT count(*) FROM {ob.sql} AS s WHERE lon BETWEEN {x0!r} AND {x1!r} "
+            f"AND lat BETWEEN {y0!r} AND {y1!r}"
+        ).fetchone()
+        n = int(got[0]) if got else 0
+        if not n:
+            return FIRST_RADIUS_M
+        m = math.radians(1) * EARTH_RADIUS_M  # metres per degree of latitude
+        area = (x1 - x0) * m * math.cos(math.radians((y0 + y1) / 2)) * (y1 - y0) * m
+        return min(max(math.sqrt(FIRST_POSITIONS * k * area / n / math.pi), 1.0), WORLD_M)
 
     @staticmethod
     def _few_in_time(cur: duckdb.DuckDBPyConnection, ob: Source, tol: tuple[str, str, str]) -> bool:
