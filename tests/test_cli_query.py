@@ -53,3 +53,37 @@ def test_a_bad_argument_is_a_clear_error(cli: tuple[CliRunner, Path]) -> None:
     runner, root = cli
     r = runner.invoke(app, ["query", "h3", "vehicle_positions", "--resolution", "15", "--root", str(root)])
     assert r.exit_code != 0 and "resolution must be" in str(r.exception)
+
+
+def test_tables_fit_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns a table shows the columns that fit, each short value on one line, names the
+    others, wraps a long text in what is left, and prints values as text, never as markup."""
+    import io
+    from datetime import datetime
+
+    import pyarrow as pa
+    from rich.console import Console
+
+    from citybase.cli import main
+
+    out = io.StringIO()
+    monkeypatch.setattr(main, "console", Console(file=out, width=80, color_system=None))
+    t = pa.table(
+        {
+            "vehicle_id": ["TX00134", "[bold]BUS1[/bold]"],
+            "ts": [datetime(2025, 3, 3, 0, 43, 49, 891000), datetime(2025, 3, 3, 1, 0)],
+            "reason": ["coordinates outside the world (lon -180..180, lat -90..90)", "ok"],
+            "plate": ["京Y·25240", "京L·40227"],
+            "_line": [1, 2],
+        }
+    )
+    main.print_table(t, "fit")
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    # Short values whole on one line; the timestamp to the millisecond; markup shown as text.
+    assert any("TX00134" in line and "2025-03-03 00:43:49.891" in line for line in lines)
+    assert "2025-03-03 01:00:00 " in text and "[bold]BUS1[/bold]" in text
+    # The long reason wraps in the space left; the column after it is named, provenance is not.
+    assert "coordinates outside" in text and "lat -90..90)" in text
+    assert "+1 columns: plate" in text and "_line" not in text

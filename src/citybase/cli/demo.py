@@ -6,17 +6,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from citybase.cli.main import DEFAULT_ROOT, Root, app, console, print_table
+from citybase.cli.main import DEFAULT_ROOT, Root, app, console, lead, print_table
+from citybase.cli.query import nearest_first, print_place
 
 if TYPE_CHECKING:
     from citybase.sim.live import LiveOptions
@@ -321,17 +323,11 @@ def _figures(cb: Any) -> None:
     console.print(t)
 
 
-def _step(title: str, fn: Callable[[], pa.Table | dict[str, Any]], limit: int = 8) -> Any:
+def _step(title: str, fn: Callable[[], pa.Table], limit: int = 8) -> pa.Table:
     t0 = time.perf_counter()
     res = fn()
     ms = (time.perf_counter() - t0) * 1000
-    if isinstance(res, pa.Table):
-        print_table(res, f"{title}  [dim]({res.num_rows:,} rows, {ms:.0f} ms)[/dim]", limit=limit)
-    else:
-        console.print(f"[bold]{title}[/bold] [dim]({ms:.0f} ms)[/dim]")
-        for k, v in res.items():
-            if isinstance(v, pa.Table):
-                print_table(v, k, limit=limit)
+    print_table(res, f"{title}  [dim]({res.num_rows:,} rows, {ms:.0f} ms)[/dim]", limit=limit)
     return res
 
 
@@ -340,7 +336,7 @@ def tour(cb: Any) -> None:
     console.print(Panel.fit("3/3 a tour of queries", style="cyan"))
     _step(
         "rejected rows (quarantine)",
-        lambda: cb.quarantine().select(["dataset", "line", "field", "value", "reason"]),
+        lambda: cb.quarantine().select(["dataset", "line", "field", "reason", "value"]),
     )
     q = cb.query
     city = cb.city
@@ -353,27 +349,38 @@ def tour(cb: Any) -> None:
     tf, of = vp.time_field, vp.object_field
     t = cb.sql(f"SELECT min({tf}) AS a, max({tf}) AS b FROM lake.vehicle_positions").to_pylist()[0]
     start, end = t["a"], t["b"]
-    mid = start + (end - start) / 2
-    _step("B1 vehicle positions in a 2 km box", lambda: q.bbox("vehicle_positions", box))
+    where = [of, tf, "lon", "lat", "speed", "district"]  # the columns a person looks at first
+    _step("B1 vehicle positions in a 2 km box", lambda: lead(q.bbox("vehicle_positions", box), where))
+    hour = (start, start + timedelta(hours=1))
     _step(
-        "B2 … and in the first hour",
-        lambda: q.range("vehicle_positions", box, start, start + (mid - start) / 12),
+        f"B2 … and between {hour[0]:%H:%M} and {hour[1]:%H:%M} UTC",
+        lambda: lead(q.range("vehicle_positions", box, *hour), where),
     )
     obj = cb.sql(f"SELECT {of} FROM lake.vehicle_positions LIMIT 1").column(0)[0].as_py()
-    _step(f"B3 track of vehicle {obj}", lambda: q.track("vehicle_positions", obj, start, end))
+    _step(f"B3 track of vehicle {obj}", lambda: lead(q.track("vehicle_positions", obj, start, end), where))
     _step(
-        "B4 the 5 vehicle positions nearest that point",
-        lambda: q.nearest("vehicle_positions", cx, cy, 5),
+        f"B4 the 5 vehicle positions nearest the box's centre ({cx:.4f}, {cy:.4f})",
+        lambda: lead(q.nearest("vehicle_positions", cx, cy, 5), [of, "distance_m", *where[1:]]),
     )
     _step(
         "B5 hotline events per district per day",
         lambda: q.counts_by_place("hotline_events", "district", every="1d"),
     )
     _step("B6 vehicle positions per H3 cell (res 8)", lambda: q.h3_bins("vehicle_positions", 8))
-    _step("B7 trips: length, speed, stays", lambda: q.trajectories("vehicle_positions")[0])
+    trips = [of, "points", "duration_s", "length_m", "mean_speed_mps", "stays"]
+    _step("B7 trips: length, speed, stays", lambda: lead(q.trajectories("vehicle_positions")[0], trips))
     _step(
-        "B8 nearest vehicle to each hotline event",
-        lambda: q.nearest_join("hotline_events", "vehicle_positions", k=1),
+        "B8 the nearest vehicle to each hotline event, within 10 minutes of it",
+        lambda: nearest_first(
+            q.nearest_join("hotline_events", "vehicle_positions", 1, None, "10min", start, end)
+        ),
     )
     code = districts.codes[0]
-    _step(f"everything about district {code}", lambda: q.about_place("district", code))
+    t0 = time.perf_counter()
+    report = q.about_place("district", code)
+    ms = (time.perf_counter() - t0) * 1000
+    console.print(
+        f"[bold]everything about district {code} ({escape(str(report.place['name']))})[/bold] "
+        f"[dim]({ms:.0f} ms)[/dim]"
+    )
+    print_place(report, limit=3)

@@ -6,14 +6,18 @@ Every command takes `--root` (or CITYBASE_ROOT): the folder of the embedded plat
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from citybase.errors import CitybaseError
 
@@ -32,7 +36,10 @@ Root = Annotated[
     ),
 ]
 DEFAULT_ROOT: Path = Path(".citybase")
-MAX_COLUMNS = 9
+#: Values up to this wide (terminal cells) stay on one line; wider ones wrap, in no fewer cells
+#: than NARROW_TEXT.
+WIDE_CELL = 26
+NARROW_TEXT = 16
 
 
 def _open(root: Path) -> Any:
@@ -42,21 +49,46 @@ def _open(root: Path) -> Any:
 
 
 def print_table(t: pa.Table, title: str | None = None, limit: int = 20) -> None:
-    """An Arrow table as a readable terminal table (first `limit` rows)."""
+    """An Arrow table as a readable terminal table: its first `limit` rows, and as many of its
+    columns, left to right, as fit the terminal without breaking a short value over lines."""
     # Provenance and raw geometry are for machines; a person reads the first columns that matter.
     shown = [c for c in t.column_names if not c.startswith("_") and c not in ("geom", "h3", "geometry")]
-    dropped = len(t.column_names) - len(shown[:MAX_COLUMNS])
-    t = t.select(shown[:MAX_COLUMNS])
-    table = Table(title=title, show_lines=False, header_style="bold cyan")
+    cells = {c: [_fmt(v) for v in t.column(c).slice(0, limit).to_pylist()] for c in shown}
+    natural = {c: max([cell_len(c), *(cell_len(Text.from_markup(v).plain) for v in cells[c])]) for c in shown}
+    fits: list[str] = []
+    used = 1  # the table's left border
+    for c in shown:
+        left = console.width - used - 3  # padding and a border
+        # A short value takes its width; a long text what is left, if that is enough to read.
+        need = natural[c] if natural[c] <= WIDE_CELL else min(natural[c], max(NARROW_TEXT, left))
+        if fits and need > left:
+            break
+        fits.append(c)
+        used += need + 3
+    dropped = [c for c in shown if c not in fits]
+    if title:
+        console.print(title, style="bold")
+    table = Table(show_lines=False, header_style="bold cyan", caption_justify="left")
     if dropped:
-        table.caption = f"{dropped} more columns not shown (use `citybase sql` to see them)"
-    for name in t.column_names:
-        table.add_column(name, overflow="fold")
-    for row in t.slice(0, limit).to_pylist():
-        table.add_row(*[_fmt(v) for v in row.values()])
+        head, tail = f"+{len(dropped)} columns: ", " (citybase sql shows all)"
+        names = ", ".join(dropped)
+        room = max(12, min(used, console.width) - len(head) - len(tail))
+        table.caption = head + (names if len(names) <= room else names[: room - 1] + "…") + tail
+    for c in fits:
+        numeric = pa.types.is_integer(t.schema.field(c).type) or pa.types.is_floating(t.schema.field(c).type)
+        # A short value never breaks over lines; a long text wraps in what width is left.
+        table.add_column(c, no_wrap=natural[c] <= WIDE_CELL, justify="right" if numeric else "left")
+    for i in range(min(limit, t.num_rows)):
+        table.add_row(*[cells[c][i] for c in fits])
     console.print(table)
     if t.num_rows > limit:
         console.print(f"[dim]… {t.num_rows - limit:,} more rows ({t.num_rows:,} in all)[/dim]")
+
+
+def lead(t: pa.Table, names: list[str]) -> pa.Table:
+    """`t` with the columns `names` (those it has) first, so that they are the ones shown."""
+    first = [c for c in names if c in t.column_names]
+    return t.select(first + [c for c in t.column_names if c not in first])
 
 
 def _fmt(v: Any) -> str:
@@ -68,7 +100,9 @@ def _fmt(v: Any) -> str:
         return f"<{len(v)} bytes>"
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000 and v < 2**52:
         return f"{v:,}"
-    return str(v)
+    if isinstance(v, datetime):
+        return v.isoformat(" ", "milliseconds" if v.microsecond else "seconds")
+    return escape(str(v))
 
 
 @app.command()
@@ -223,9 +257,9 @@ def datasets(root: Root = DEFAULT_ROOT) -> None:
             {
                 "dataset": n,
                 "kind": s.kind.value,
+                "rows": counts.get(n, 0),
                 "department": s.department,
                 "system": s.system,
-                "rows": counts.get(n, 0),
                 "title": s.title,
             }
             for n, s in sorted(cb.datasets.items())
@@ -241,7 +275,8 @@ def quarantine(
 ) -> None:
     """Show rejected rows: file, line, field, value and reason."""
     with _open(root) as cb:
-        t = cb.quarantine(dataset).select(["dataset", "source", "line", "field", "value", "reason"])
+        # What went wrong first; the file's path, long, last.
+        t = cb.quarantine(dataset).select(["dataset", "line", "field", "reason", "value", "source"])
         print_table(t, "quarantine", limit=limit)
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import pyarrow as pa
 import typer
+from rich.markup import escape
 
-from citybase.cli.main import DEFAULT_ROOT, Root, _open, app, print_table
+from citybase.cli.main import DEFAULT_ROOT, Root, _open, app, console, lead, print_table
+
+if TYPE_CHECKING:
+    from citybase.query.place import PlaceReport
 
 query_app = typer.Typer(
     help="Spatio-temporal queries (B1-B8, everything about a place).", no_args_is_help=True
@@ -64,7 +69,8 @@ def nearest(
 ) -> None:
     """B4: the k rows nearest a point (great-circle metres)."""
     with _open(root) as cb:
-        print_table(cb.query.nearest(dataset, lon, lat, k, start, end), f"{k} nearest to ({lon}, {lat})", k)
+        t = cb.query.nearest(dataset, lon, lat, k, start, end)
+        print_table(lead(t, [*t.column_names[:1], "distance_m"]), f"{k} nearest to ({lon}, {lat})", k)
 
 
 @query_app.command()
@@ -161,15 +167,23 @@ def nearest_join(
     """B8: each event's k nearest objects, with distance and rank."""
     with _open(root) as cb:
         t = cb.query.nearest_join(events, objects, k, max_distance, tolerance, start, end)
-        # The event's first column, then what the question was about: who is nearest, how far.
-        first = [c for c in t.column_names if not c.startswith("_")][:1]
-        obj = [c for c in t.column_names if c.startswith("object_") and c not in ("object_geom", "object_h3")]
-        lead = [*first, "rank", "distance_m", *obj[:4]]
-        print_table(
-            t.select(lead + [c for c in t.column_names if c not in lead]),
-            f"{events} → nearest {objects}",
-            limit,
-        )
+        print_table(nearest_first(t), f"{events} → nearest {objects}", limit)
+
+
+def nearest_first(t: pa.Table) -> pa.Table:
+    """B8's answer with what the question was about first: the event's first column, then who is
+    nearest and how far; the rest after."""
+    first = [c for c in t.column_names if not c.startswith("_")][:1]
+    obj = [c for c in t.column_names if c.startswith("object_") and c not in ("object_geom", "object_h3")]
+    return lead(t, [*first, "rank", "distance_m", *obj[:4]])
+
+
+def print_place(report: PlaceReport, limit: int) -> None:
+    """Everything about a place: rows per dataset, then the rows of each dataset that has any."""
+    print_table(report.summary, limit=report.summary.num_rows)
+    for name, t in report.items():
+        if t.num_rows:
+            print_table(t, name, limit)
 
 
 @query_app.command()
@@ -182,10 +196,7 @@ def place(
     root: Root = DEFAULT_ROOT,
 ) -> None:
     """Everything about a place: every dataset's rows in one area, in a time window."""
-    import pyarrow as pa
-
     with _open(root) as cb:
         res = cb.query.about_place(level, code, start, end)
-        for name, t in res.items():
-            if isinstance(t, pa.Table):
-                print_table(t, name, limit)
+        console.print(escape(f"{res.place.get('name') or code} ({level} {code})"), style="bold")
+        print_place(res, limit)
