@@ -430,7 +430,7 @@ def test_trajectories_match_numpy(world: World) -> None:
     sub = df[(df.t >= start) & (df.t < end)]
     stats, stays = world.q.trajectories("pings", start, end, stay_radius_m=50, stay_min_s=300)
     got = {r["obj"]: r for r in stats.to_pylist()}
-    assert set(got) == set(sub.obj)
+    assert list(got) == sorted(set(sub.obj))  # one row per object, in the objects' order
     for obj, g in sub.groupby("obj"):
         g = g.sort_values(["t", "lon", "lat"], kind="stable")
         x, y = g.lon.to_numpy(), g.lat.to_numpy()
@@ -441,6 +441,7 @@ def test_trajectories_match_numpy(world: World) -> None:
         assert r["points"] == len(g)
         assert r["length_m"] == pytest.approx(steps.sum(), rel=1e-9)
         assert r["duration_s"] == pytest.approx((tus[-1] - tus[0]) / 1e6)
+        assert (r["first_time"], r["last_time"]) == (g.t.iloc[0], g.t.iloc[-1])
         assert r["max_speed_mps"] == pytest.approx((steps[dts > 0] / dts[dts > 0]).max(), rel=1e-9)
         assert r["mean_speed_mps"] == pytest.approx(steps.sum() / ((tus[-1] - tus[0]) / 1e6), rel=1e-9)
     ref = stays_reference(sub, 50, 300)
