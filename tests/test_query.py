@@ -610,7 +610,7 @@ def nearest_join_reference(
     ],
 )
 @pytest.mark.parametrize("provenance", [True, False])
-@pytest.mark.parametrize("hint", [None, 5.0], ids=["first-radius-from-density", "first-radius-from-B4"])
+@pytest.mark.parametrize("per_k", [None, 0.01], ids=["first-radius", "tiny-first-radius"])
 def test_nearest_join_matches_brute_force(
     world: World,
     k: int,
@@ -618,13 +618,13 @@ def test_nearest_join_matches_brute_force(
     tol: timedelta | None,
     band_pairs: int | None,
     provenance: bool,
-    hint: float | None,
+    per_k: float | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if band_pairs is not None:
         monkeypatch.setattr(nearest, "TIME_BAND_PAIRS", band_pairs)
-    # The first circles: from a radius B4 remembered (a small one: many passes), or the density.
-    monkeypatch.setattr(world.q, "radius_hints", {} if hint is None else {"pings": hint})
+    if per_k is not None:  # first circles far too small: many passes
+        monkeypatch.setattr(nearest, "FIRST_POSITIONS", per_k)
     ev = world.events.iloc[:40]
     # Without provenance in the objects' scope, pairs carry the whole row instead of (batch, line).
     hidden = None if provenance else ReadScope(fields=["obj", "t", "lon", "lat", "rid"])

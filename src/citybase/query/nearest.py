@@ -8,15 +8,14 @@ complete; otherwise r grows (by the density seen so far) and the search repeats,
 remembered per dataset as the next search's first guess. The circles read the dataset's Parquet
 files directly while they hold all its rows (store/files.py), skipping DuckLake's catalog round trips.
 
-B8 `nearest_join` does the same for many events at once (or, with a time tolerance that leaves
-few positions per event, one join on the time band alone): each pass joins the events still short of
-k neighbours to the objects in a box around each (DuckDB spatial's join of the boxes and the
+B8 `nearest_join` does the same for many events at once (or, with a time tolerance that leaves few
+positions per event, one join on the time band alone): each pass joins the events still short of k
+neighbours to the objects in a box around each (DuckDB spatial's join of the boxes and the
 positions; with a time tolerance, a hash join on time buckets, the box as a filter), keeps the
 complete ones, and grows each remaining event's radius by the neighbours it found; what is left
-after the last pass is joined with no distance band. With no time band and no radius remembered
-from B4, the first radius is the one whose circle holds a few dozen positions per neighbour at the
-objects' density around the events. Its
-cost follows the number of object positions within each event's k-th object: for tracks, every
+after the last pass is joined with no distance band. The first radius is the one whose circle holds
+a few dozen positions per neighbour, at the objects' density around the events (in the time band).
+Its cost follows the number of object positions within each event's k-th object: for tracks, every
 position of the nearer objects.
 """
 
@@ -182,8 +181,6 @@ class NearestQueries(QueryCore):
         if obj_key is not None:
             ob.need(obj_key)
         ev_where = ['"lon" IS NOT NULL', '"lat" IS NOT NULL', *self.time_where(ev, start, end)]
-        hint = self.radius_hints.get(objects)
-        first = float(max_distance_m) if max_distance_m is not None else hint or FIRST_RADIUS_M
         with self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             cur.execute(
@@ -194,12 +191,15 @@ class NearestQueries(QueryCore):
                 "CREATE TEMP TABLE _hits AS SELECT 0::BIGINT AS _event, 0::BIGINT AS rank, "
                 f"0.0::DOUBLE AS distance_m, * FROM {ob.sql} AS s LIMIT 0"
             )
-            if max_distance_m is None and hint is None and tol is None:
-                first = self._dense_radius(cur, ob, k)
+            # The time band alone leaves few pairs: one join on it is exact and cheapest.
+            band = tol is not None and max_distance_m is None and self._few_in_time(cur, ob, tol)
+            if max_distance_m is not None:
+                first = float(max_distance_m)
+            else:
+                first = WORLD_M if band else self._dense_radius(cur, ob, k, tol)
             # Each event searches its own circle, grown by the neighbours it found so far.
             cur.execute(f"CREATE TEMP TABLE _todo AS SELECT _event, {first!r}::DOUBLE AS r FROM _ev")
-            if tol is not None and max_distance_m is None and self._few_in_time(cur, ob, tol):
-                # The time band alone leaves few pairs: one join on it is exact and cheapest.
+            if band:
                 self._join_pass(cur, ob, obj_key, tol, False, k, True)
             for p in range(MAX_PASSES + 1):
                 left = cur.execute("SELECT count(*), max(r) FROM _todo").fetchone()
@@ -218,9 +218,12 @@ class NearestQueries(QueryCore):
         return out
 
     @staticmethod
-    def _dense_radius(cur: duckdb.DuckDBPyConnection, ob: Source, k: int) -> float:
+    def _dense_radius(
+        cur: duckdb.DuckDBPyConnection, ob: Source, k: int, tol: tuple[str, str, str] | None
+    ) -> float:
         """A first radius whose circle holds about `FIRST_POSITIONS` x k positions, at the objects'
-        density over the events' extent (FIRST_RADIUS_M where it finds none).
+        density over the events' extent, and within a time band the share of it the band holds
+        (FIRST_RADIUS_M where it finds none).
 
         With no time band, a circle holds every position an object ever had there: at 10M GPS
         points, 250 m circles held 7,600 positions each (B8 any time, 3.2 s); 30 m, 0.13 s.
@@ -230,11 +233,17 @@ class NearestQueries(QueryCore):
             return FIRST_RADIUS_M
         x0, y0, _, _ = circle_bbox(ext[0], ext[1], FIRST_RADIUS_M)
         _, _, x1, y1 = circle_bbox(ext[2], ext[3], FIRST_RADIUS_M)
-        got = cur.execute(
-            f"SELECT count(*) FROM {ob.sql} AS s WHERE lon BETWEEN {x0!r} AND {x1!r} "
-            f"AND lat BETWEEN {y0!r} AND {y1!r}"
-        ).fetchone()
-        n = int(got[0]) if got else 0
+        where, share = f"lon BETWEEN {x0!r} AND {x1!r} AND lat BETWEEN {y0!r} AND {y1!r}", 1.0
+        if tol is not None:
+            iv, etf, otf = tol
+            lo, hi, width_us, band_us = cur.execute(
+                f"SELECT min({etf}) - {iv}, max({etf}) + {iv}, "
+                f"epoch_us(max({etf}) - min({etf}) + 2 * {iv}), 2 * epoch_us({iv}) FROM _ev"
+            ).fetchone() or (None, None, 0, 0)
+            where += f" AND {otf} BETWEEN {literal(lo)} AND {literal(hi)}"
+            share = min(1.0, int(band_us) / max(1, int(width_us)))
+        got = cur.execute(f"SELECT count(*) FROM {ob.sql} AS s WHERE {where}").fetchone()
+        n = int(got[0]) * share if got else 0
         if not n:
             return FIRST_RADIUS_M
         m = math.radians(1) * EARTH_RADIUS_M  # metres per degree of latitude
