@@ -43,11 +43,11 @@ MAX_RINGS = 8
 MAX_PASSES = 8
 #: With a time tolerance, at most this many (event, position) pairs in the time bands are joined
 #: at once, without growing circles. A circle's pass only tests boxes on the pairs of its time
-#: buckets; the one join computes a distance and a group for every pair, about 0.35 us each. At 1M
-#: GPS points (0.3M pairs) the one join took 0.20 s against 0.25 s in circles; at 3M points
-#: 0.40 s against 0.28 s, at 10M 1.08 s against 0.30 s (st_bench B8, +-5 min, session 8). Even
-#: all MAX_PASSES circles cost about one join's time at 10M.
-TIME_BAND_PAIRS = 1_000_000
+#: buckets; the one join computes a distance and a group for every pair, about 0.35 us each. With
+#: first circles sized by density, circles won at every scale of st_bench B8 (+-5 min, session 8):
+#: 1M GPS points (0.3M pairs) 0.15 s against 0.18 s in one join, 3M 0.16 s against 0.37 s, 10M
+#: 0.21 s against 1.11 s. Below this the join costs a few tens of ms, less than the passes' queries.
+TIME_BAND_PAIRS = 200_000
 #: A circle this large is the whole world.
 WORLD_M = math.pi * EARTH_RADIUS_M
 
