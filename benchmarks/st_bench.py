@@ -107,24 +107,19 @@ def trips_sql(src: str, where: str) -> str:
         FROM s GROUP BY object_id"""
 
 
-def knn_join_sql(events: str, points: str, k: int, minutes: int) -> str:
-    """B8's peer: each event's k nearest objects among their positions within +-minutes."""
-    band = f"p.ts BETWEEN e.ts - INTERVAL {minutes} MINUTE AND e.ts + INTERVAL {minutes} MINUTE"
+def knn_join_sql(events: str, points: str, k: int, minutes: int | None, degrees: float = 0.01) -> str:
+    """B8's peer: each event's k nearest objects among their positions within +-minutes. With no
+    minutes, DuckDB spatial's join within a fixed radius instead (a user's guess, `degrees` wide:
+    a circle with fewer than k objects inside gives fewer rows)."""
+    on = (
+        f"p.ts BETWEEN e.ts - INTERVAL {minutes} MINUTE AND e.ts + INTERVAL {minutes} MINUTE"
+        if minutes is not None
+        else f"ST_DWithin(ST_Point(e.lon, e.lat), ST_Point(p.lon, p.lat), {degrees})"
+    )
     d = "ST_Distance_Sphere(ST_Point(e.lat, e.lon), ST_Point(p.lat, p.lon))"
     return f"""
         WITH pairs AS (SELECT e.event_id, p.object_id, min({d}) AS d
-                       FROM {events} e JOIN {points} p ON {band} GROUP BY ALL)
-        SELECT * FROM pairs QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY d) <= {k}"""
-
-
-def knn_any_time_sql(events: str, points: str, k: int, degrees: float) -> str:
-    """B8's peer with no time band: DuckDB spatial's join within a fixed radius (a user's guess,
-    `degrees` wide; a circle with fewer than k objects inside has fewer rows), then the k nearest."""
-    near = f"ST_DWithin(ST_Point(e.lon, e.lat), ST_Point(p.lon, p.lat), {degrees})"
-    d = "ST_Distance_Sphere(ST_Point(e.lat, e.lon), ST_Point(p.lat, p.lon))"
-    return f"""
-        WITH pairs AS (SELECT e.event_id, p.object_id, min({d}) AS d
-                       FROM {events} e JOIN {points} p ON {near} GROUP BY ALL)
+                       FROM {events} e JOIN {points} p ON {on} GROUP BY ALL)
         SELECT * FROM pairs QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY d) <= {k}"""
 
 
@@ -441,7 +436,7 @@ def main() -> None:
             "B8 3 nearest objects, any time": (
                 lambda: q.nearest_join("events", "gps", k=3),
                 lambda: duck.execute(
-                    knn_any_time_sql(f"read_parquet('{events}')", src, 3, 0.01)
+                    knn_join_sql(f"read_parquet('{events}')", src, 3, None)
                 ).to_arrow_table(),
             ),
         }
