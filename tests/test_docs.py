@@ -6,6 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from citybase.cli.main import app
@@ -13,14 +14,18 @@ from citybase.cli.main import app
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+QUERIES = README.parent / "docs" / "queries.md"
 
 
-def test_every_command_in_the_readme_exists() -> None:
+def blocks(lang: str, page: Path = README) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+
+
+@pytest.mark.parametrize(("page", "least"), [(README, 10), (QUERIES, 8)], ids=["README", "queries"])
+def test_every_command_shown_exists(page: Path, least: int) -> None:
     runner = CliRunner()
     seen = 0
-    for block in blocks("sh"):
+    for block in blocks("sh", page):
         for line in block.splitlines():
             line = line.split("#")[0].strip()
             if not line.startswith("citybase "):
@@ -35,16 +40,17 @@ def test_every_command_in_the_readme_exists() -> None:
                     path.append(w)
                 else:
                     break
-            assert path, f"README shows an unknown command: {line}"
+            assert path, f"{page.name} shows an unknown command: {line}"
             seen += 1
-    assert seen >= 10
+    assert seen >= least
 
 
-def test_readme_python_tour_runs(demo_city: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("page", [README, QUERIES], ids=["README", "queries"])
+def test_python_examples_run(demo_city: tuple[Path, Path], page: Path) -> None:
     base, source = demo_city
-    (code,) = blocks("python")
+    (code,) = blocks("python", page)
     code = code.replace("demo-city/base", str(base)).replace("demo-city/source", str(source))
-    exec(compile(code, str(README), "exec"), {})
+    exec(compile(code, str(page), "exec"), {})
 
 
 DOCS = README.parent / "docs"

@@ -19,7 +19,10 @@ query_app = typer.Typer(
 app.add_typer(query_app, name="query")
 
 Limit = Annotated[int, typer.Option(help="Rows to show.")]
-Start = Annotated[str | None, typer.Option(help="Start of the time window (ISO time, city time zone).")]
+Start = Annotated[
+    str | None,
+    typer.Option(help="Start of the time window: ISO 8601, UTC unless it has an offset (…T08:00+08:00)."),
+]
 End = Annotated[str | None, typer.Option(help="End of the time window (exclusive).")]
 Every = Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")]
 
