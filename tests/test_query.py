@@ -705,6 +705,32 @@ def test_counts_by_place_match_pandas(world: World, level: str, every: str | Non
     assert (g["name"] == level + " " + g["code"]).all()
 
 
+@pytest.mark.parametrize(
+    ("tz", "every"), [("Asia/Shanghai", "1d"), ("America/St_Johns", "1h"), ("America/St_Johns", "1d")]
+)
+def test_counts_by_the_clock_of_a_time_zone_match_pandas(world: World, tz: str, every: str) -> None:
+    # Buckets follow the zone's clock (St John's is 2.5 h from UTC) and are labelled in it.
+    got = world.q.counts_by_place("pings", "district", every=every, tz=tz).to_pandas()
+    df = world.pings
+    sel = df[df.district.notna()]
+    local = sel.t.dt.tz_localize("UTC").dt.tz_convert(tz).dt.floor({"1h": "h", "1d": "D"}[every])
+    ref = (
+        sel.assign(bucket=local.dt.tz_localize(None))
+        .groupby(["district", "bucket"])
+        .size()
+        .reset_index(name="n")
+    )
+    assert len(got) == len(ref) > 0
+    m = got.merge(ref, left_on=["code", "bucket"], right_on=["district", "bucket"])
+    assert len(m) == len(ref) and (m["count"] == m["n"]).all()
+    # The same rows, bucketed differently from UTC's.
+    utc = world.q.counts_by_place("pings", "district", every=every).to_pandas()
+    assert utc["count"].sum() == got["count"].sum()
+    assert len(utc) != len(got) or (utc["count"].to_numpy() != got["count"].to_numpy()).any()
+    with pytest.raises(InputError, match="IANA"):
+        world.q.h3_bins("pings", 7, every="1d", tz="Beijing time")
+
+
 @pytest.mark.parametrize("level", ["district", "grid"])
 def test_counts_through_places_of_the_same_or_another_level_match_pandas(world: World, level: str) -> None:
     df = world.pings

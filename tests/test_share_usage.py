@@ -217,3 +217,19 @@ def test_facts_reach_the_platform_ledger(tmp_path: Any) -> None:
         share.close()
         assert [k for k, _ in seen] == ["grant", "revoke", "use"]
         assert [i for _, i in seen] == sorted(i for _, i in seen)
+
+
+def test_counts_over_http_by_the_clock_of_a_time_zone(world: World) -> None:
+    app = create_app(world.cb, background=False)
+    app.state.share = world.share
+    c = TestClient(app)
+    h = world.headers("with_grant")
+    url = "/api/v1/data/visits/counts?level=district&every=1h"
+    utc, local = (c.get(url + tz, headers=h) for tz in ("", "&tz=America/St_Johns"))
+    assert utc.status_code == local.status_code == 200, local.text
+    a, b = utc.json()["rows"], local.json()["rows"]
+    assert sum(r["count"] for r in a) == sum(r["count"] for r in b) > 0
+    # St John's is 2.5 or 3.5 h behind UTC: its hours start at :30 UTC, and are labelled locally.
+    assert {r["bucket"][14:16] for r in b} == {"00"} and {r["bucket"] for r in a} != {r["bucket"] for r in b}
+    bad = c.get(url + "&tz=Mars/Olympus", headers=h)
+    assert bad.status_code == 400 and "IANA" in bad.text

@@ -363,8 +363,8 @@ def tour(cb: Any) -> None:
         lambda: lead(q.nearest("vehicle_positions", cx, cy, 5), [of, "distance_m", *where[1:]]),
     )
     _step(
-        "B5 hotline events per district per day",
-        lambda: q.counts_by_place("hotline_events", "district", every="1d"),
+        f"B5 hotline events per district per day ({city.timezone} days)",
+        lambda: q.counts_by_place("hotline_events", "district", every="1d", tz=city.timezone),
     )
     _step("B6 vehicle positions per H3 cell (res 8)", lambda: q.h3_bins("vehicle_positions", 8))
     trips = [of, "points", "duration_s", "length_m", "mean_speed_mps", "stays"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
@@ -25,6 +25,12 @@ Start = Annotated[
 ]
 End = Annotated[str | None, typer.Option(help="End of the time window (exclusive).")]
 Every = Annotated[str | None, typer.Option(help="Time bucket, e.g. 1h or 1d.")]
+Tz = Annotated[
+    str | None,
+    typer.Option(
+        help="Buckets by this time zone's clock (IANA name, or 'city' for the city's); default UTC."
+    ),
+]
 
 
 @query_app.command()
@@ -81,6 +87,7 @@ def counts(
     dataset: str,
     level: Annotated[str, typer.Option(help="district, street, community, grid or building.")] = "district",
     every: Every = None,
+    tz: Tz = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 30,
@@ -88,9 +95,8 @@ def counts(
 ) -> None:
     """B5: counts per area of a level (per time bucket)."""
     with _open(root) as cb:
-        print_table(
-            cb.query.counts_by_place(dataset, level, start, end, every), f"{dataset} by {level}", limit
-        )
+        t = cb.query.counts_by_place(dataset, level, start, end, every, tz=_zone(cb, tz))
+        print_table(t, f"{dataset} by {level}", limit)
 
 
 @query_app.command()
@@ -110,6 +116,7 @@ def h3(
     dataset: str,
     resolution: Annotated[int, typer.Option(help="H3 resolution (at most the stored one).")] = 8,
     every: Every = None,
+    tz: Tz = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 30,
@@ -117,15 +124,15 @@ def h3(
 ) -> None:
     """B6: counts per H3 cell (per time bucket)."""
     with _open(root) as cb:
-        print_table(
-            cb.query.h3_bins(dataset, resolution, start, end, every), f"{dataset} by H3 r{resolution}", limit
-        )
+        t = cb.query.h3_bins(dataset, resolution, start, end, every, tz=_zone(cb, tz))
+        print_table(t, f"{dataset} by H3 r{resolution}", limit)
 
 
 @query_app.command()
 def grid(
     dataset: str,
     every: Every = None,
+    tz: Tz = None,
     start: Start = None,
     end: End = None,
     limit: Limit = 30,
@@ -133,7 +140,13 @@ def grid(
 ) -> None:
     """B6: counts per management grid cell (per time bucket)."""
     with _open(root) as cb:
-        print_table(cb.query.grid_bins(dataset, start, end, every), f"{dataset} by grid cell", limit)
+        t = cb.query.grid_bins(dataset, start, end, every, tz=_zone(cb, tz))
+        print_table(t, f"{dataset} by grid cell", limit)
+
+
+def _zone(cb: Any, tz: str | None) -> str | None:
+    """`--tz`: a zone name, or 'city' for the city's own."""
+    return cb.city.timezone if tz == "city" and cb.city is not None else tz
 
 
 @query_app.command()

@@ -43,6 +43,10 @@ MAX_LIMIT = 100_000
 
 Start = Annotated[datetime | None, Query(description="Start of the time window (ISO 8601, inclusive).")]
 End = Annotated[datetime | None, Query(description="End of the time window (exclusive).")]
+Tz = Annotated[
+    str | None,
+    Query(description="Time buckets by this IANA time zone's clock, labelled in it (default UTC)."),
+]
 
 
 def sharing(request: Request) -> Sharing:
@@ -251,10 +255,11 @@ def data_counts(
     who: Caller,
     level: str = "district",
     every: str | None = None,
+    tz: Tz = None,
     start: Start = None,
     end: End = None,
 ) -> Response:
-    t = sharing(request).read(who, dataset, "counts", level=level, start=start, end=end, every=every)
+    t = sharing(request).read(who, dataset, "counts", level=level, start=start, end=end, every=every, tz=tz)
     return render(request, t)
 
 
@@ -265,11 +270,12 @@ def data_h3(
     who: Caller,
     resolution: Annotated[int, Query(ge=0, le=15)] = 8,
     every: str | None = None,
+    tz: Tz = None,
     start: Start = None,
     end: End = None,
 ) -> Response:
     t = sharing(request).read(
-        who, dataset, "h3_bins", resolution=resolution, start=start, end=end, every=every
+        who, dataset, "h3_bins", resolution=resolution, start=start, end=end, every=every, tz=tz
     )
     return render(request, t)
 
