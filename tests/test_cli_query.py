@@ -87,3 +87,6 @@ def test_tables_fit_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     # The long reason wraps in the space left; the column after it is named, provenance is not.
     assert "coordinates outside" in text and "lat -90..90)" in text
     assert "+1 columns: plate" in text and "_line" not in text
+    # Columns chosen in SQL are all shown, provenance included.
+    main.print_table(t.select(["_line", "vehicle_id"]), everything=True)
+    assert "_line" in out.getvalue()[len(text) :]

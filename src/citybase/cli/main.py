@@ -48,11 +48,14 @@ def _open(root: Path) -> Any:
     return CityBase.open(root)
 
 
-def print_table(t: pa.Table, title: str | None = None, limit: int = 20) -> None:
+def print_table(t: pa.Table, title: str | None = None, limit: int = 20, *, everything: bool = False) -> None:
     """An Arrow table as a readable terminal table: its first `limit` rows, and as many of its
-    columns, left to right, as fit the terminal without breaking a short value over lines."""
-    # Provenance and raw geometry are for machines; a person reads the first columns that matter.
-    shown = [c for c in t.column_names if not c.startswith("_") and c not in ("geom", "h3", "geometry")]
+    columns, left to right, as fit the terminal without breaking a short value over lines.
+
+    Provenance and raw geometry are for machines and left out, unless `everything` (the columns a
+    person chose in SQL) or they are all there is."""
+    machine = [c for c in t.column_names if c.startswith("_") or c in ("geom", "h3", "geometry")]
+    shown = [c for c in t.column_names if everything or c not in machine] or t.column_names
     cells = {c: [_fmt(v) for v in t.column(c).slice(0, limit).to_pylist()] for c in shown}
     natural = {c: max([cell_len(c), *(cell_len(Text.from_markup(v).plain) for v in cells[c])]) for c in shown}
     fits: list[str] = []
@@ -296,7 +299,7 @@ def sql(
             for r in t.to_pylist():
                 console.print_json(json.dumps(r, default=str, ensure_ascii=False))
         else:
-            print_table(t, limit=limit)
+            print_table(t, limit=limit, everything=True)
 
 
 @app.command()
