@@ -108,6 +108,7 @@ class AggregateQueries(QueryCore):
         tz: str | None = None,
     ) -> tuple[str, str]:
         """The grouping query (unordered) and its ORDER BY list."""
+        zone = literal(_zone(tz)) if tz is not None else None
         where = [f"{key_sql} IS NOT NULL", *self.time_where(src, start, end)]
         keys = [f"{key_sql} AS {quote(key_name)}"]
         order = [quote(key_name)]
@@ -117,9 +118,9 @@ class AggregateQueries(QueryCore):
                 raise InputError(f"dataset {src.spec.name!r} has no time field to bucket by")
             src.need(tf)
             bucket = f"time_bucket({interval(every)}, {quote(tf)})"
-            if tz is not None and src.spec.field(tf).type is FieldType.timestamp:
+            if zone is not None and src.spec.field(tf).type is FieldType.timestamp:
                 # Stored UTC -> the zone's buckets -> labelled in its local time.
-                zone, utc = literal(_zone(tz)), f"timezone('UTC', {quote(tf)})"
+                utc = f"timezone('UTC', {quote(tf)})"
                 bucket = f"timezone({zone}, time_bucket({interval(every)}, {utc}, {zone}))"
             keys.append(f"{bucket} AS bucket")
             order.append("bucket")
