@@ -175,6 +175,43 @@ def test_exact_aggregates_on_an_h3_grain(world: World) -> None:
         s.describe(prov, "vaccinations", old)
 
 
+def test_exact_aggregates_by_the_clock_of_the_grains_time_zone(world: World) -> None:
+    # The provider's grain counts Beijing days: bins from 16:00 UTC, labelled in local time.
+    s, prov = world.share, world.who("provider")
+    old = s.catalog.meta("vaccinations")
+    grain = Grain(level="district", every="1d", tz="Asia/Shanghai")
+    s.describe(
+        prov,
+        "vaccinations",
+        old.model_copy(update={"policy": AggregatePolicy(k=2, contributor="id_number", grain=grain)}),
+    )
+    start, end = T0 - timedelta(hours=8), T0 + 3 * DAY - timedelta(hours=8)  # Beijing midnights
+    try:
+        got = exact(world, ds="vaccinations", start=start, end=end, measure="contributors")
+        direct = world.cb.query.counts_by_place(
+            "vaccinations", "district", start, end, "1d", {"id_number": "count_distinct"}, tz="Asia/Shanghai"
+        )
+        want = {
+            (r["code"], r["bucket"]): float(r["id_number_count_distinct"])
+            for r in direct.to_pylist()
+            if r["id_number_count_distinct"] >= 2
+        }
+        assert got == want and got
+        assert all(b.hour == 0 for _, b in got)  # local midnights
+        with pytest.raises(InputError, match="Asia/Shanghai"):  # UTC midnight is 08:00 in Beijing
+            exact(world, ds="vaccinations")
+        dp = world.share.aggregate(
+            world.who("other_tenant"),
+            "vaccinations",
+            AggregateQuery(level="district", every="1d", start=start, end=end, mode="dp", epsilon=0.1),
+        )
+        assert {r["bucket"] for r in dp.table.to_pylist()} <= {T0, T0 + DAY, T0 + 2 * DAY}
+    finally:
+        s.describe(prov, "vaccinations", old)
+    with pytest.raises(ValueError, match="IANA"):
+        Grain(tz="Beijing")
+
+
 def test_measure_checks(world: World) -> None:
     with pytest.raises(InputError):
         exact(world, measure="sum")  # no field

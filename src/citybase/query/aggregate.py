@@ -47,13 +47,22 @@ Agg = Mapping[str, str | Sequence[str]]
 _MASK64 = (1 << 64) - 1
 
 
-def _zone(tz: str) -> str:
+def time_zone(tz: str) -> str:
     """An IANA time zone name, checked: an unknown one is the caller's error, not DuckDB's."""
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise InputError(f"{tz!r} is not an IANA time zone name (e.g. Asia/Shanghai, UTC)") from None
     return tz
+
+
+def bucket_sql(every: str | timedelta, column: str, tz: str | None = None) -> str:
+    """SQL for the start of each row's time bucket: of UTC's clock, or of the zone `tz`'s (the
+    stored UTC time bucketed in that zone, and labelled in its local time)."""
+    if tz is None:
+        return f"time_bucket({interval(every)}, {column})"
+    zone = literal(time_zone(tz))
+    return f"timezone({zone}, time_bucket({interval(every)}, timezone('UTC', {column}), {zone}))"
 
 
 def h3_parent_sql(column: str, resolution: int) -> str:
@@ -108,7 +117,8 @@ class AggregateQueries(QueryCore):
         tz: str | None = None,
     ) -> tuple[str, str]:
         """The grouping query (unordered) and its ORDER BY list."""
-        zone = literal(_zone(tz)) if tz is not None else None
+        if tz is not None:
+            time_zone(tz)
         where = [f"{key_sql} IS NOT NULL", *self.time_where(src, start, end)]
         keys = [f"{key_sql} AS {quote(key_name)}"]
         order = [quote(key_name)]
@@ -117,12 +127,8 @@ class AggregateQueries(QueryCore):
             if tf is None:
                 raise InputError(f"dataset {src.spec.name!r} has no time field to bucket by")
             src.need(tf)
-            bucket = f"time_bucket({interval(every)}, {quote(tf)})"
-            if zone is not None and src.spec.field(tf).type is FieldType.timestamp:
-                # Stored UTC -> the zone's buckets -> labelled in its local time.
-                utc = f"timezone('UTC', {quote(tf)})"
-                bucket = f"timezone({zone}, time_bucket({interval(every)}, {utc}, {zone}))"
-            keys.append(f"{bucket} AS bucket")
+            timed = src.spec.field(tf).type is FieldType.timestamp  # (a date is a day already)
+            keys.append(f"{bucket_sql(every, quote(tf), tz if timed else None)} AS bucket")
             order.append("bucket")
         items = [*keys, "count(*) AS count", *agg_columns(src, agg)]
         sql = f"SELECT {', '.join(items)} FROM {src.sql} AS s WHERE {' AND '.join(where)} GROUP BY ALL"

@@ -8,11 +8,12 @@ distinct contributors (objects or persons; rows where the dataset has neither) a
 for sums and means, no single contributor makes more than `dominance` of it. Withheld cells are
 left out (an absent cell reads "fewer than k, perhaps none", so even presence is not given away).
 
-Differencing is designed out, not patched: exact aggregates exist at one grain per dataset only
-(the provider's `policy.grain`, e.g. district x 1 day), time windows must start and end on that
-grain's bin edges, and no total, margin or coarser level is ever returned. Every published number
-is therefore the value of one fixed cell, the same whatever the query around it, and no two
-queries give two numbers whose difference is a cell that was withheld.
+Differencing is designed out, not patched: exact aggregates exist at one grain per dataset only (the
+provider's `policy.grain`, e.g. district x 1 day), time windows must start and end on that grain's
+bin edges (on the clock of the grain's time zone, `grain.tz`, UTC by default: a consumer cannot ask
+for another zone's days and subtract them from UTC's), and no total, margin or coarser level is ever
+returned. Every published number is therefore the value of one fixed cell, the same whatever the
+query around it, and no two queries give two numbers whose difference is a cell that was withheld.
 
 **dp**: differential privacy with OpenDP. Any place level of the city's layers and any fixed bin;
 each contributor is counted in at most `policy.max_cells` cells (chosen by a hash of its own cells,
@@ -29,8 +30,9 @@ below k are then withheld too (post-processing, free).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,8 +41,8 @@ from citybase.errors import InputError
 from citybase.model.city import Level
 from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3
-from citybase.query._sql import interval, literal, parse_time, quote
-from citybase.query.aggregate import h3_parent_sql
+from citybase.query._sql import literal, parse_time, quote
+from citybase.query.aggregate import bucket_sql, h3_parent_sql
 from citybase.query.engine import QueryEngine
 from citybase.share.budget import Budgets
 from citybase.share.catalog import AggregatePolicy, Grain
@@ -111,6 +113,11 @@ def aligned(t: datetime, every: str) -> bool:
     return t.day == 1
 
 
+def local(t: datetime, tz: str | None) -> datetime:
+    """A stored (naive UTC) time on the clock of `tz`, naive; itself when `tz` is None."""
+    return t if tz is None else t.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
+
+
 def bins(start: datetime, end: datetime, every: str) -> list[datetime]:
     """The bin starts in [start, end) (both aligned)."""
     out, t = [], start
@@ -144,7 +151,10 @@ class Aggregator:
             raise InputError(f"aggregates are by {', '.join(LEVELS)} or h3:<resolution>, not {level!r}")
         return quote(level)
 
-    def _window(self, spec: DatasetSpec, a: AggregateQuery) -> tuple[datetime | None, datetime | None]:
+    def _window(
+        self, spec: DatasetSpec, a: AggregateQuery, tz: str | None
+    ) -> tuple[datetime | None, datetime | None]:
+        """The window, in UTC; its ends must be bin edges on the clock of `tz` (the grain's)."""
         t0, t1 = parse_time(a.start, "start"), parse_time(a.end, "end")
         if spec.time_field is None:
             if a.every is not None or t0 is not None or t1 is not None:
@@ -158,8 +168,9 @@ class Aggregator:
         if a.every not in BINS:
             raise InputError(f"bins are {', '.join(BINS)}, not {a.every!r}")
         for t, what in ((t0, "start"), (t1, "end")):
-            if t is not None and not aligned(t, a.every):
-                raise InputError(f"{what} {t} is not on a {a.every} bin edge; windows are whole bins")
+            if t is not None and not aligned(local(t, tz), a.every):
+                zone = f" in {tz}" if tz else ""
+                raise InputError(f"{what} {t} is not on a {a.every} bin edge{zone}; windows are whole bins")
         if t0 is not None and t1 is not None and t1 <= t0:
             raise InputError("the window ends before it starts")
         return t0, t1
@@ -181,11 +192,15 @@ class Aggregator:
         """SQL of the rows (code, bucket, contributor u, value v) in the window."""
         src = self.q.source(spec.name)
         key = self._key(a.level)
-        t0, t1 = self._window(spec, a)
+        tz = policy.grain.tz
+        t0, t1 = self._window(spec, a, tz)
         where = [f"{key} IS NOT NULL", *self.q.time_where(src, t0, t1)]
         tf = spec.time_field
+        timed = tf is not None and spec.field(tf).type is FieldType.timestamp  # (a date is a day already)
         bucket = (
-            f"time_bucket({interval(a.every)}, {quote(tf)})" if a.every and tf else "CAST(NULL AS TIMESTAMP)"
+            bucket_sql(a.every, quote(tf), tz if timed else None)
+            if a.every and tf
+            else "CAST(NULL AS TIMESTAMP)"
         )
         who = contributor_of(spec, policy)
         u = f"CAST({quote(who)} AS VARCHAR)" if who else "_batch || ':' || CAST(_line AS VARCHAR)"
@@ -239,10 +254,14 @@ class Aggregator:
         from citybase.share.noise import laplace
 
         places = self._places(a.level)
-        t0, t1 = self._window(spec, a)
+        tz = policy.grain.tz
+        t0, t1 = self._window(spec, a, tz)
         if a.every is not None and (t0 is None or t1 is None):
             raise InputError("dp aggregates need a window (start and end) so that the cells are known")
-        times: list[datetime | None] = [*bins(t0, t1, a.every)] if t0 and t1 and a.every else [None]
+        # The cells: every bin of the window, labelled as the buckets are (in the grain's zone).
+        times: list[datetime | None] = (
+            [*bins(local(t0, tz), local(t1, tz), a.every)] if t0 and t1 and a.every else [None]
+        )
         if len(places) * len(times) > MAX_DP_CELLS:
             raise InputError(
                 f"{len(places) * len(times):,} cells; dp queries release at most {MAX_DP_CELLS:,}"

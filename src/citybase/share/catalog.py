@@ -15,12 +15,13 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Column, DateTime, Engine, String, Table, Text, delete, insert, select
 
 from citybase.errors import InputError
 from citybase.meta import METADATA, ensure
 from citybase.model.dataset import DatasetSpec
+from citybase.query.aggregate import time_zone
 from citybase.share.coverage import Coverage, CoverageCache
 from citybase.store.lake import Lake
 
@@ -44,6 +45,15 @@ class Grain(BaseModel):
     level: str = "district"
     #: A bin width like 1h, 1d, 1w, 1mo; None for datasets without time.
     every: str | None = "1d"
+    #: The time zone whose clock the bins follow (IANA name; None: UTC), for exact and dp
+    #: aggregates alike. The provider's choice, not the consumer's: UTC days and Beijing days of
+    #: the same rows, subtracted, would reveal 8-hour slices.
+    tz: str | None = None
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, tz: str | None) -> str | None:
+        return None if tz is None else time_zone(tz)
 
 
 class AggregatePolicy(BaseModel):
