@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -50,6 +51,15 @@ MAX_PASSES = 8
 TIME_BAND_PAIRS = 200_000
 #: A circle this large is the whole world.
 WORLD_M = math.pi * EARTH_RADIUS_M
+
+
+class Bands(NamedTuple):
+    """The events' time bands (`NearestQueries._bands`)."""
+
+    events: int
+    lo: Any
+    hi: Any
+    share: float
 
 
 def _grow(radius: float, found: int, k: int) -> float:
@@ -192,11 +202,12 @@ class NearestQueries(QueryCore):
                 f"0.0::DOUBLE AS distance_m, * FROM {ob.sql} AS s LIMIT 0"
             )
             # The time band alone leaves few pairs: one join on it is exact and cheapest.
-            band = tol is not None and max_distance_m is None and self._few_in_time(cur, ob, tol)
+            bands = self._bands(cur, tol) if tol is not None and max_distance_m is None else None
+            band = tol is not None and bands is not None and self._few_in_time(cur, ob, tol, bands)
             if max_distance_m is not None:
                 first = float(max_distance_m)
             else:
-                first = WORLD_M if band else self._dense_radius(cur, ob, k, tol)
+                first = WORLD_M if band else self._dense_radius(cur, ob, k, tol, bands)
             # Each event searches its own circle, grown by the neighbours it found so far.
             cur.execute(f"CREATE TEMP TABLE _todo AS SELECT _event, {first!r}::DOUBLE AS r FROM _ev")
             if band:
@@ -218,8 +229,24 @@ class NearestQueries(QueryCore):
         return out
 
     @staticmethod
+    def _bands(cur: duckdb.DuckDBPyConnection, tol: tuple[str, str, str]) -> Bands:
+        """The events' time bands: how many events, the span they cover (the first band's start,
+        the last one's end), and the share of that span one band is."""
+        iv, etf, _ = tol
+        row = cur.execute(
+            f"SELECT count(*), min({etf}) - {iv}, max({etf}) + {iv}, "
+            f"epoch_us(max({etf}) - min({etf}) + 2 * {iv}), 2 * epoch_us({iv}) FROM _ev"
+        ).fetchone()
+        n_ev, lo, hi, width_us, band_us = row or (0, None, None, 0, 0)
+        return Bands(int(n_ev), lo, hi, min(1.0, int(band_us or 0) / max(1, int(width_us or 0))))
+
+    @staticmethod
     def _dense_radius(
-        cur: duckdb.DuckDBPyConnection, ob: Source, k: int, tol: tuple[str, str, str] | None
+        cur: duckdb.DuckDBPyConnection,
+        ob: Source,
+        k: int,
+        tol: tuple[str, str, str] | None,
+        bands: Bands | None,
     ) -> float:
         """A first radius whose circle holds about `FIRST_POSITIONS` x k positions, at the objects'
         density over the events' extent, and within a time band the share of it the band holds
@@ -234,14 +261,9 @@ class NearestQueries(QueryCore):
         x0, y0, _, _ = circle_bbox(ext[0], ext[1], FIRST_RADIUS_M)
         _, _, x1, y1 = circle_bbox(ext[2], ext[3], FIRST_RADIUS_M)
         where, share = f"lon BETWEEN {x0!r} AND {x1!r} AND lat BETWEEN {y0!r} AND {y1!r}", 1.0
-        if tol is not None:
-            iv, etf, otf = tol
-            lo, hi, width_us, band_us = cur.execute(
-                f"SELECT min({etf}) - {iv}, max({etf}) + {iv}, "
-                f"epoch_us(max({etf}) - min({etf}) + 2 * {iv}), 2 * epoch_us({iv}) FROM _ev"
-            ).fetchone() or (None, None, 0, 0)
-            where += f" AND {otf} BETWEEN {literal(lo)} AND {literal(hi)}"
-            share = min(1.0, int(band_us) / max(1, int(width_us)))
+        if tol is not None and bands is not None:
+            where += f" AND {tol[2]} BETWEEN {literal(bands.lo)} AND {literal(bands.hi)}"
+            share = bands.share
         got = cur.execute(f"SELECT count(*) FROM {ob.sql} AS s WHERE {where}").fetchone()
         n = int(got[0]) * share if got else 0
         if not n:
@@ -251,22 +273,18 @@ class NearestQueries(QueryCore):
         return min(max(math.sqrt(FIRST_POSITIONS * k * area / n / math.pi), 1.0), WORLD_M)
 
     @staticmethod
-    def _few_in_time(cur: duckdb.DuckDBPyConnection, ob: Source, tol: tuple[str, str, str]) -> bool:
+    def _few_in_time(
+        cur: duckdb.DuckDBPyConnection, ob: Source, tol: tuple[str, str, str], bands: Bands
+    ) -> bool:
         """True when the events' time bands hold about `TIME_BAND_PAIRS` object positions or fewer
         (estimated as if the objects' times were spread evenly over the events' span)."""
-        iv, etf, otf = tol
-        span = cur.execute(
-            f"SELECT count(*), min({etf}) - {iv}, max({etf}) + {iv}, "
-            f"epoch_us(max({etf}) - min({etf}) + 2 * {iv}), 2 * epoch_us({iv}) FROM _ev"
-        ).fetchone()
-        if not span or not span[0]:
+        if not bands.events:
             return True
-        n_ev, lo, hi, width_us, band_us = span
         n_ob = cur.execute(
-            f"SELECT count(*) FROM {ob.sql} AS s WHERE {otf} BETWEEN {literal(lo)} AND {literal(hi)}"
+            f"SELECT count(*) FROM {ob.sql} AS s "
+            f"WHERE {tol[2]} BETWEEN {literal(bands.lo)} AND {literal(bands.hi)}"
         ).fetchone()
-        share = min(1.0, int(band_us) / max(1, int(width_us)))
-        return int(n_ev) * int(n_ob[0] if n_ob else 0) * share <= TIME_BAND_PAIRS
+        return bands.events * int(n_ob[0] if n_ob else 0) * bands.share <= TIME_BAND_PAIRS
 
     def _join_pass(
         self,
