@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from citybase.errors import InputError
 from citybase.model.city import Level
-from citybase.model.dataset import FieldType
+from citybase.model.dataset import DatasetSpec, FieldType
 from citybase.model.layout import H3
 from citybase.query._sql import TimeLike, interval, literal, quote
 from citybase.query.core import QueryCore, Source
@@ -56,10 +56,12 @@ def time_zone(tz: str) -> str:
     return tz
 
 
-def bucket_sql(every: str | timedelta, column: str, tz: str | None = None) -> str:
+def bucket_sql(spec: DatasetSpec, time_field: str, every: str | timedelta, tz: str | None = None) -> str:
     """SQL for the start of each row's time bucket: of UTC's clock, or of the zone `tz`'s (the
-    stored UTC time bucketed in that zone, and labelled in its local time)."""
-    if tz is None:
+    stored UTC time bucketed in that zone, and labelled in its local time). A date field's days
+    are calendar days already: no zone applies to them."""
+    column = quote(time_field)
+    if tz is None or spec.field(time_field).type is not FieldType.timestamp:
         return f"time_bucket({interval(every)}, {column})"
     zone = literal(time_zone(tz))
     return f"timezone({zone}, time_bucket({interval(every)}, timezone('UTC', {column}), {zone}))"
@@ -127,8 +129,7 @@ class AggregateQueries(QueryCore):
             if tf is None:
                 raise InputError(f"dataset {src.spec.name!r} has no time field to bucket by")
             src.need(tf)
-            timed = src.spec.field(tf).type is FieldType.timestamp  # (a date is a day already)
-            keys.append(f"{bucket_sql(every, quote(tf), tz if timed else None)} AS bucket")
+            keys.append(f"{bucket_sql(src.spec, tf, every, tz)} AS bucket")
             order.append("bucket")
         items = [*keys, "count(*) AS count", *agg_columns(src, agg)]
         sql = f"SELECT {', '.join(items)} FROM {src.sql} AS s WHERE {' AND '.join(where)} GROUP BY ALL"

@@ -196,12 +196,7 @@ class Aggregator:
         t0, t1 = self._window(spec, a, tz)
         where = [f"{key} IS NOT NULL", *self.q.time_where(src, t0, t1)]
         tf = spec.time_field
-        timed = tf is not None and spec.field(tf).type is FieldType.timestamp  # (a date is a day already)
-        bucket = (
-            bucket_sql(a.every, quote(tf), tz if timed else None)
-            if a.every and tf
-            else "CAST(NULL AS TIMESTAMP)"
-        )
+        bucket = bucket_sql(spec, tf, a.every, tz) if a.every and tf else "CAST(NULL AS TIMESTAMP)"
         who = contributor_of(spec, policy)
         u = f"CAST({quote(who)} AS VARCHAR)" if who else "_batch || ':' || CAST(_line AS VARCHAR)"
         return (
