@@ -6,6 +6,7 @@ Every command takes `--root` (or CITYBASE_ROOT): the folder of the embedded plat
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -191,7 +192,6 @@ def load(
             summary.add_column(
                 c, justify="right" if c in ("read", "added", "quarantined", "duplicates") else "left"
             )
-        reasons: dict[str, int] = {}
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -208,16 +208,14 @@ def load(
                 bar.update(task, description=f"loading {path.name}")
                 bar.advance(rows_task, n)
 
-            results: list[LoadResult] = []
-
-            def done(res: LoadResult) -> None:
+            def done(_: LoadResult) -> None:
                 bar.advance(task)
-                results.append(res)
-                for reason, n in res.reasons.items():
-                    reasons[reason] = reasons.get(reason, 0) + n
 
             # Small files share a commit (CityBase.load_many): a folder of them loads 14-19x faster.
-            cb.load_many(dataset, paths, format=format, options=opts, progress=read, done=done)
+            results = cb.load_many(dataset, paths, format=format, options=opts, progress=read, done=done)
+        reasons: Counter[str] = Counter()
+        for r in results:
+            reasons.update(r.reasons)
         # Every file of a short list; of a long one, those with something to say, then the totals.
         shown = [r for r in results if len(results) <= SUMMARY_FILES or r.skipped or r.quarantined]
         for r in shown:
@@ -241,7 +239,7 @@ def load(
                 style="bold",
             )
         console.print(summary)
-        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        for reason, n in reasons.most_common():
             console.print(f"  [yellow]quarantined[/yellow] {n:,} × {reason}")
         if reasons:
             console.print(f"  see them with: citybase quarantine {dataset}")
