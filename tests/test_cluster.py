@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from citybase import CityBase
 from citybase.cli.main import app
 from citybase.deployment import Deployment
 from citybase.errors import DeclarationError
+from citybase.ledger import audit
 from citybase.ports import listening
 from citybase.sim.scale import SimManifest
 
@@ -156,6 +158,15 @@ def test_two_roots_share_one_postgresql_lake(
         ca.flush()
     with CityBase.open(b) as cb:
         assert cb.query.track("vehicle_positions", "crashed-b").num_rows == 1
+        # Maintenance on the PostgreSQL catalog: merged, history forgotten, the files merged away
+        # deleted; every row stays, and the shared folder holds just the files the catalog names.
+        before = cb.sql(count).column("n")[0].as_py()
+        done = cb.maintain(timedelta(0))
+        assert done.merged > 0 and done.expired > 0 and done.removed > 0
+        assert cb.sql(count).column("n")[0].as_py() == before
+        named = {shared / rel for _, rel in cb.lake.files_since(0)}
+    assert set(shared.rglob("*.parquet")) == named
+    assert audit(b / "ledger", lake_root=shared).ok
 
 
 # Dask 2026.8 calls reset_index(inplace=True), which pandas 3.1 deprecates: Dask's to fix, not ours.

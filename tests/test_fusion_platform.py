@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -300,6 +301,12 @@ def test_new_rows_join_existing_entities_and_ids_stay(source: Path, tmp_path: Pa
             pc.equal(cb.fusion.store.ids("person")["uid"], "ps_residents|GA99999999")
         )["entity_id"].to_pylist() == [eid]
         assert "GA99999999" in [r["record_id"] for r in cb.fusion.entity(admin, eid).records]
+        # The last update's snapshot forgotten (maintain), the next reads the feeds whole, less
+        # the records known: the new row joins once, and nothing twice.
+        cb.ingest("ps_residents", [row | {"record_id": "GA99999998"}])
+        cb.flush()
+        assert cb.maintain(timedelta(0)).expired > 0
+        assert cb.fusion.update() == {"person": 1}
     finally:
         cb.close()
     _cli_reads_as_departments(tmp_path / "root", eid)

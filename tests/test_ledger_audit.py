@@ -300,3 +300,14 @@ def test_a_verifier_key_on_the_command_line_is_read_as_written(
     assert r.exit_code == 0, r.output
     r = runner.invoke(ledger_app, ["verify", proof, "--log-key", vkey])
     assert r.exit_code == 1 and "not signed by any trusted key" in r.output  # read; not this log's key
+
+
+def test_a_retired_lake_file_may_be_gone_and_only_a_retired_one(city: tuple[Ledger, Path]) -> None:
+    lg, lake = city
+    lg.append("retire", {"batch": "retire-1", "part": 0, "files": [{"path": "air/part-0.parquet"}]})
+    lg.flush()
+    (lake / "air" / "part-0.parquet").unlink()
+    (lake / "air" / "part-1.parquet").unlink()
+    rep = audit(lg.path, lg.verifier, lake)
+    assert rep.problems == ["entry 1: lake file air/part-1.parquet is missing"]
+    assert (rep.retired, rep.lake_files) == (1, 3)

@@ -17,7 +17,7 @@ from citybase import CityBase
 from citybase.cli.main import app
 from citybase.deployment import Deployment
 from citybase.errors import Conflict
-from citybase.ledger import INGEST, audit
+from citybase.ledger import INGEST, RETIRE, audit
 
 SPEC = {
     "name": "readings",
@@ -100,13 +100,96 @@ def test_merging_small_files_keeps_every_row_and_the_audit(tmp_path: Path) -> No
             cb.ingest("readings", [{"station": "a", "ts": f"2026-01-01 0{h}:00:00", "pm25": h}])
             cb.flush()
         before = len(cb.lake.data_files("readings"))
-        merged = cb.maintain()
+        merged = cb.maintain().merged
         after = len(cb.lake.data_files("readings"))
         rows = cb.sql("SELECT count(*) AS n, sum(pm25) AS s FROM lake.readings").to_pylist()[0]
+        live = [Path(f) for f, _ in cb.lake.data_files("readings")]
     assert before == 6 and merged >= 6 and after < before
     assert rows == {"n": 6, "s": 15.0}
     report = audit(root / "ledger", lake_root=root / "lake")
     assert report.ok, report.problems
+    # The merged files are listed too (a merged file keeps its inputs' first snapshot: listing
+    # by snapshot missed them), so a change to the rows where they now lie is found.
+    listed = {f["path"] for e in entries(root) if e["kind"] == INGEST for f in e["data"].get("files", [])}  # type: ignore[union-attr]
+    assert {f.relative_to(root / "lake").as_posix() for f in live} <= listed
+    data = bytearray(live[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    live[0].write_bytes(bytes(data))
+    report = audit(root / "ledger", lake_root=root / "lake")
+    assert not report.ok and any("has changed" in p for p in report.problems)
+
+
+def _six_flushes(cb: CityBase) -> set[Path]:
+    cb.declare(SPEC)
+    for h in range(6):  # six flushes: six small files
+        cb.ingest("readings", [{"station": "a", "ts": f"2026-01-01 0{h}:00:00", "pm25": h}])
+        cb.flush()
+    return {Path(f) for f, _ in cb.lake.data_files("readings")}
+
+
+def test_history_older_than_kept_goes_and_the_audit_knows_why(tmp_path: Path) -> None:
+    root = tmp_path / "base"
+    with CityBase.open(root) as cb:
+        small = _six_flushes(cb)
+        young = cb.maintain()  # a day of history kept: the merged-away files stay
+        assert young.merged >= 6 and young.expired == young.removed == 0
+        assert len(small) == 6 and all(f.is_file() for f in small)
+        done = cb.maintain(timedelta(0))
+        live = {Path(f) for f, _ in cb.lake.data_files("readings")}
+        rows = cb.sql("SELECT count(*) AS n, sum(pm25) AS s FROM lake.readings").to_pylist()[0]
+        assert cb.lake.oldest_snapshot() == cb.lake.snapshot()
+    assert rows == {"n": 6, "s": 15.0}
+    assert done.merged == 0 and done.expired > 0 and done.removed >= 6
+    assert not any(f.exists() for f in small)
+    assert set((root / "lake" / "main" / "readings").rglob("*.parquet")) == live
+    retired = [f["path"] for e in entries(root) if e["kind"] == RETIRE for f in e["data"]["files"]]  # type: ignore[index]
+    assert len(retired) == len(set(retired)) == done.removed
+    assert {root / "lake" / p for p in retired} >= small
+    report = audit(root / "ledger", lake_root=root / "lake")
+    assert report.ok, report.problems
+    assert report.retired == done.removed
+    # A file gone without a retire entry is still found out, by name.
+    victim = sorted(live)[0]
+    victim.unlink()
+    report = audit(root / "ledger", lake_root=root / "lake")
+    rel = victim.relative_to(root / "lake").as_posix()
+    assert [p.split(": ", 1)[1] for p in report.problems] == [f"lake file {rel} is missing"]
+
+
+def test_retired_files_are_in_the_ledger_before_they_are_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "base"
+    with CityBase.open(root) as cb:
+        small = _six_flushes(cb)
+        cb.maintain()
+
+        def crash(before: object) -> int:
+            raise OSError("the machine stopped here")
+
+        with monkeypatch.context() as m:
+            m.setattr(cb.lake, "remove_retired_files", crash)
+            with pytest.raises(OSError):
+                cb.maintain(timedelta(0))
+        assert all(f.is_file() for f in small)  # listed as retired, not deleted yet: still audited
+        assert audit(root / "ledger", lake_root=root / "lake").ok
+        again = cb.maintain(timedelta(0))
+    assert again.removed >= 6 and not any(f.exists() for f in small)
+    assert audit(root / "ledger", lake_root=root / "lake").ok
+
+
+def test_cli_maintain(tmp_path: Path) -> None:
+    root = tmp_path / "base"
+    with CityBase.open(root) as cb:
+        small = _six_flushes(cb)
+    run = CliRunner().invoke
+    r = run(app, ["maintain", "--root", str(root), "--keep-all"])
+    assert r.exit_code == 0, r.output
+    assert "merged 6 small files; forgot 0 snapshots; deleted 0 files" in " ".join(r.output.split())
+    r = run(app, ["maintain", "--root", str(root), "--keep-hours", "0"])
+    assert r.exit_code == 0, r.output
+    assert "merged 0 small files" in r.output and not any(f.exists() for f in small)
+    assert run(app, ["maintain", "--keep-hours", "-1", "--root", str(root)]).exit_code != 0
 
 
 def test_a_load_into_hundreds_of_partitions_is_recorded_whole(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,7 @@ from citybase.errors import CitybaseError, Conflict
 from citybase.gateway.ingest import IngestResult, ingest_rows
 from citybase.gateway.load import LoadResult, file_digest, groups, load_files
 from citybase.gateway.readers.base import ReadOptions
-from citybase.ledger import INGEST, QUARANTINE, Ledger
+from citybase.ledger import INGEST, QUARANTINE, RETIRE, Ledger
 from citybase.log.append_log import AppendLog
 from citybase.log.compact import compact
 from citybase.meta import meta_url as default_meta_url
@@ -44,6 +46,21 @@ if TYPE_CHECKING:
 
 #: Lake files listed per ledger entry (about 200 bytes each, under the 64 KiB entry limit).
 FILES_PER_ENTRY = 150
+#: How long `maintain` keeps the lake's past snapshots (and the files merged away after them):
+#: long enough for any reader, change feed or auditor's rehash to finish (docs/adr/0009).
+HISTORY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """What one `CityBase.maintain` did."""
+
+    #: Small files merged into larger ones.
+    merged: int
+    #: Snapshots forgotten (older than the history kept).
+    expired: int
+    #: Files deleted: merged away, and in no kept snapshot (listed in the ledger first).
+    removed: int
 
 
 class CityBase:
@@ -77,6 +94,7 @@ class CityBase:
         self._city: City | None = None
         self._city_loaded = False
         self._compact_lock = threading.Lock()
+        self._maintain_lock = threading.Lock()
         self._query: QueryEngine | None = None
         self._ledger: Ledger | None = None
         self._ledger_lock = threading.Lock()
@@ -177,11 +195,11 @@ class CityBase:
         ]
         return self.ledger.append_many(entries)[: len(facts)]
 
-    def _lake_files(self, since: int) -> list[dict[str, str]]:
+    def _lake_files(self, mark: int) -> list[dict[str, str]]:
         root = Path(self.lake.location.data_path)
         return [
             {"table": table, "path": rel, "sha256": file_digest(root / rel)}
-            for table, rel in self.lake.files_since(since)
+            for table, rel in self.lake.files_since(mark)
             if (root / rel).is_file()
         ]
 
@@ -290,7 +308,7 @@ class CityBase:
         """Load files in one commit, and record each in the ledger (the commit's lake files
         with the first)."""
         self.ledger  # noqa: B018 - fail before loading, not after, if another process holds the ledger
-        before = self.lake.snapshot()
+        before = self.lake.file_mark()
         results = load_files(
             self.lake, self.city, dataset, paths, format=format, options=options, progress=progress
         )
@@ -357,23 +375,41 @@ class CityBase:
         audit detects a changed file (the batches themselves were recorded when acknowledged).
         """
         with self._compact_lock:
-            before = self.lake.snapshot()
+            before = self.lake.file_mark()
             applied = compact(self.log, self.lake, lambda: self.city)
             if applied:
                 fact = {"batch": f"compaction-{self.lake.watermark(self.log.id)}", "rows": 0}
                 self._record_ingest([fact], self._lake_files(before))
             return applied
 
-    def maintain(self) -> int:
-        """Merge the lake's small files (listed in the ledger like any other); returns files merged.
+    def maintain(self, keep: timedelta | None = HISTORY) -> Maintenance:
+        """Merge the lake's small files; forget the snapshots older than `keep`, and delete the
+        files merged away longer ago than that (None: keep every snapshot and file).
 
-        Flushes go on meanwhile: the lake commits one table's merge at a time.
+        Flushes go on meanwhile: the lake commits one table's merge at a time. The merged files
+        are listed in the ledger like any other; the deleted ones are listed first, in a `retire`
+        entry, so that the audit knows they are gone on purpose (docs/adr/0009).
         """
-        before = self.lake.snapshot()
-        merged = self.lake.merge_small_files()
-        if merged:
-            self._record_ingest([{"batch": f"merge-{before}", "rows": 0}], self._lake_files(before))
-        return merged
+        with self._maintain_lock:
+            snapshot, before = self.lake.snapshot(), self.lake.file_mark()
+            merged = self.lake.merge_small_files()
+            if merged:
+                self._record_ingest([{"batch": f"merge-{snapshot}", "rows": 0}], self._lake_files(before))
+            if keep is None:
+                return Maintenance(merged, 0, 0)
+            cutoff = datetime.now(UTC) - keep
+            expired = self.lake.expire_snapshots(cutoff)
+            gone = self.lake.retired_files(cutoff)
+            if gone:
+                batch = f"retire-{self.lake.snapshot()}"
+                chunks = [gone[i : i + FILES_PER_ENTRY] for i in range(0, len(gone), FILES_PER_ENTRY)]
+                self.ledger.append_many(
+                    [
+                        (RETIRE, {"batch": batch, "part": n, "files": [{"path": p} for p in chunk]})
+                        for n, chunk in enumerate(chunks)
+                    ]
+                )
+            return Maintenance(merged, expired, self.lake.remove_retired_files(cutoff) if gone else 0)
 
     # -- reads --------------------------------------------------------------------------------
 

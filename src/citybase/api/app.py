@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI, Request
@@ -59,11 +60,13 @@ def services(cb: CityBase, settings: Settings, metrics: Metrics) -> list[Service
 
 class Maintainer:
     """Merges the lake's small files on its own timer, in its own thread: a merge never holds up
-    a flush (and so never the ingest lag) for longer than one table's merge. Then joins the
-    records that landed since to the city's entities (cb.fusion.update), off the ingest path."""
+    a flush (and so never the ingest lag) for longer than one table's merge; and forgets the
+    history older than `history` seconds (None: none). Then joins the records that landed since
+    to the city's entities (cb.fusion.update), off the ingest path."""
 
-    def __init__(self, cb: CityBase, interval: float):
+    def __init__(self, cb: CityBase, interval: float, history: float | None):
         self.cb, self.interval = cb, interval
+        self.history = None if history is None else timedelta(seconds=history)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citybase-maintainer", daemon=True)
 
@@ -77,9 +80,9 @@ class Maintainer:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.cb.maintain()
+                self.cb.maintain(self.history)
             except Exception:  # maintenance is an optimisation: the lake is correct without it
-                log.exception("merging small files failed; the lake stays as it was")
+                log.exception("merging small files or expiring history failed; the lake stays as it was")
             try:
                 self.cb.fusion.update()
             except Exception:  # the new records wait in the lake; the next turn tries again
@@ -142,7 +145,7 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
         if background:
             running[:] = [
                 Flusher(cb, metrics, settings.flush_interval),
-                Maintainer(cb, settings.maintain_interval),
+                Maintainer(cb, settings.maintain_interval, settings.history),
                 *services(cb, settings, metrics),
             ]
             for s in running:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from citybase.errors import DeclarationError, invalid
+from citybase.platform import HISTORY
 
 ENV_PREFIX = "CITYBASE_"
 
@@ -39,6 +40,12 @@ class Settings(BaseModel):
     )
     maintain_interval: float = Field(
         default=300.0, gt=0, description="Seconds between merges of the small files that flushes leave."
+    )
+    history: float | None = Field(
+        default=HISTORY.total_seconds(),
+        ge=0,
+        description="Seconds of lake history kept: older snapshots are forgotten and the files merged "
+        "away before them deleted, listed in the ledger first (docs/adr/0009). None keeps all.",
     )
     threads: int | None = Field(default=None, description="DuckDB threads; default all cores.")
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. 4GB.")

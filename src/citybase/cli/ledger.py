@@ -173,9 +173,9 @@ def verify(
                 )
             rep = run_audit(path, lkey, lake)
             t = Table(title=f"audit of {path}", header_style="bold cyan")
-            for c in ("tree size", "entries", "tiles checked", "lake files"):
+            for c in ("tree size", "entries", "tiles checked", "lake files", "retired files"):
                 t.add_column(c, justify="right")
-            t.add_row(f"{rep.size:,}", f"{rep.entries:,}", f"{rep.tiles:,}", f"{rep.lake_files:,}")
+            t.add_row(*(f"{n:,}" for n in (rep.size, rep.entries, rep.tiles, rep.lake_files, rep.retired)))
             console.print(t)
             for p in rep.problems:
                 err.print(f"[red]✗ {p}[/red]")

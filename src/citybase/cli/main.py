@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from citybase.errors import CitybaseError
+from citybase.platform import HISTORY
 
 app = typer.Typer(
     help="citybase: the shared data base of a digital-twin city.",
@@ -305,6 +306,27 @@ def flush(root: Root = DEFAULT_ROOT) -> None:
     """Compact the durable append log into the lake."""
     with _open(root) as cb:
         console.print(f"applied {cb.flush()} log entries")
+
+
+@app.command()
+def maintain(
+    root: Root = DEFAULT_ROOT,
+    keep_hours: Annotated[
+        float, typer.Option(min=0, help="Hours of history kept: older snapshots and merged-away files go.")
+    ] = HISTORY.total_seconds() / 3600,
+    keep_all: Annotated[bool, typer.Option(help="Keep every snapshot and file (merge only).")] = False,
+) -> None:
+    """Merge small files into sorted ones; forget old snapshots and delete the files merged away.
+
+    What a running server does every few minutes; run it after loads when no server runs. The
+    deleted files are listed in the ledger first, so the audit knows they are gone on purpose.
+    """
+    with _open(root) as cb:
+        done = cb.maintain(None if keep_all else timedelta(hours=keep_hours))
+    console.print(
+        f"merged {done.merged:,} small files; forgot {done.expired:,} snapshots; "
+        f"deleted {done.removed:,} files no kept snapshot holds"
+    )
 
 
 # Commands defined in other modules register themselves on `app` when imported.

@@ -159,12 +159,14 @@ class FusionService:
             decl = self.declaration
             added: dict[str, int] = {}
             ctx: Any = None
+            # Only rows inserted since the last update, where that is known (and the same types
+            # are declared: `declare` forgets it) and still kept (CityBase.maintain forgets old
+            # snapshots); else every feed is read, less the records known.
+            seen = self._seen
+            since = (seen, snapshot) if seen is not None and seen >= self.cb.lake.oldest_snapshot() else None
             for et in decl.types:
                 if self.store.model(et.entity_type) is None:
                     continue  # never resolved: a full `resolve` trains its model first
-                # Only rows inserted since the last update, where that is known (and the same
-                # types are declared: `declare` forgets it); the first update reads every feed.
-                since = (self._seen, snapshot) if self._seen is not None else None
                 new = feed_records(self.cb, et, known=self.store.ids(et.entity_type), since=since)
                 if new.num_rows == 0:
                     continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 from citybase.ledger.audit import AuditReport, audit
 from citybase.ledger.checkpoint import Checkpoint, Verified, open_checkpoint
 from citybase.ledger.cosign import WitnessRef, cosign
-from citybase.ledger.entry import GRANT, INGEST, QUARANTINE, REVOKE, USE
+from citybase.ledger.entry import GRANT, INGEST, QUARANTINE, RETIRE, REVOKE, USE
 from citybase.ledger.log import Ledger, LogView
 from citybase.ledger.merkle import (
     EMPTY_ROOT,
@@ -32,6 +32,7 @@ __all__ = [
     "GRANT",
     "INGEST",
     "QUARANTINE",
+    "RETIRE",
     "REVOKE",
     "USE",
     "AuditReport",

@@ -2,19 +2,24 @@
 and the signed checkpoint root, and rehash the lake files that ingest entries list.
 
 What a department's auditor runs on a copy of the folder: it trusts only the log's public key. It
-streams a bundle at a time, so memory grows with size / 256 (the upper tile levels), not with size.
+streams a bundle at a time, so memory grows with size / 256 (the upper tile levels), not with size,
+and with 8 bytes for each lake file a `retire` entry lists: a listed file that is missing is a
+problem unless a later entry retired it (merged away, its history expired: docs/adr/0009).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from citybase.errors import InputError
 from citybase.ledger.checkpoint import open_checkpoint
-from citybase.ledger.entry import INGEST, decode
+from citybase.ledger.entry import INGEST, RETIRE, decode
 from citybase.ledger.keys import read_vkey
 from citybase.ledger.log import CHECKPOINT, VKEY_FILE
 from citybase.ledger.merkle import EMPTY_ROOT, leaf_hash, range_hash, root_of
@@ -40,6 +45,8 @@ class AuditReport:
     entries: int = 0
     tiles: int = 0
     lake_files: int = 0
+    #: Lake files that retire entries list as deleted on purpose.
+    retired: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -55,6 +62,10 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _path_digest(path: str) -> int:
+    return int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "big")
+
+
 def _diff(stored: list[bytes], want: list[bytes], start: int, width: int) -> list[int]:
     bad = [start + i for i, (a, b) in enumerate(zip(stored, want, strict=False)) if a != b]
     return bad if bad or len(stored) == width else [-1]
@@ -67,6 +78,10 @@ class _Auditor:
         self.checked: set[str] = set()
         self.upper: list[list[bytes]] = [[], []]  # levels[1] = roots of full level-0 tiles, ...
         self.last: list[bytes] = []  # the level-0 hashes of the rightmost (partial) tile
+        # Listed lake files found missing (entry index, path digest), and the retired ones' digests.
+        self.missing_at, self.missing = array("q"), array("Q")
+        self.retired = array("Q")
+        self.changed: list[tuple[int, str]] = []
 
     def _tile_files(self, level: int | str, n: int) -> list[tuple[str, int]]:
         """The stored files of tile n at a level: the full one and every partial width."""
@@ -121,17 +136,36 @@ class _Auditor:
         except (ValueError, InputError):
             self.rep.problems.append(f"entry {index}: not a ledger entry")
             return
-        if obj.get("kind") != INGEST:
-            return
-        if self.lake_root is None:  # no lake given: the entries and tiles are still audited
+        kind = obj.get("kind")
+        if kind not in (INGEST, RETIRE) or self.lake_root is None:  # (no lake: entries still audited)
             return
         for f in obj["data"].get("files") or []:
-            p = self.lake_root / str(f.get("path", ""))
+            path = str(f.get("path", ""))
+            if kind == RETIRE:
+                self.retired.append(_path_digest(path))
+                self.rep.retired += 1
+                continue
+            p = self.lake_root / path
             self.rep.lake_files += 1
             if not p.is_file():
-                self.rep.problems.append(f"entry {index}: lake file {f.get('path')} is missing")
+                self.missing_at.append(index)
+                self.missing.append(_path_digest(path))
             elif _sha256_file(p) != f.get("sha256"):
-                self.rep.problems.append(f"entry {index}: lake file {f.get('path')} has changed (sha256)")
+                self.changed.append((index, f"entry {index}: lake file {path} has changed (sha256)"))
+
+    def lake_problems(self) -> None:
+        """Report, in entry order, the changed lake files and the missing ones that no retire entry
+        lists (their paths read again from their entries)."""
+        out = self.changed
+        gone = np.isin(np.frombuffer(self.missing, np.uint64), np.frombuffer(self.retired, np.uint64))
+        for k in np.flatnonzero(~gone):
+            index, digest = self.missing_at[k], self.missing[k]
+            t = index // TILE_WIDTH
+            bundle = self.store.read_bundle(t, min(TILE_WIDTH, self.size - t * TILE_WIDTH))
+            files = decode(bundle[index % TILE_WIDTH])["data"]["files"]
+            path = next(str(f.get("path")) for f in files if _path_digest(str(f.get("path", ""))) == digest)
+            out.append((index, f"entry {index}: lake file {path} is missing"))
+        self.rep.problems += [m for _, m in sorted(out)]
 
     def upper_levels(self) -> None:
         level = 1
@@ -192,6 +226,7 @@ def audit(path: Path, log_key: Verifier | None = None, lake_root: Path | None = 
     rep.size = cp.size
     a = _Auditor(path, cp.size, Path(lake_root) if lake_root is not None else None, rep)
     a.entries()
+    a.lake_problems()
     a.upper_levels()
     if a.root() != cp.root:
         rep.problems.append("checkpoint: root hash does not match the tree rebuilt from the entries")

@@ -11,6 +11,8 @@ from citybase.ledger.tiles import MAX_ENTRY
 
 # Kinds the platform writes; others are allowed (the ledger is a leaf anyone may write to).
 INGEST, GRANT, REVOKE, USE, QUARANTINE = "ingest", "grant", "revoke", "use", "quarantine"
+# Lake files deleted on purpose (merged away, history expired), listed before they are deleted.
+RETIRE = "retire"
 # Payload fields indexed for `find`: a batch id, a content digest, a grant, use or request id.
 KEY_FIELDS = ("batch", "digest", "id", "grant", "use", "request")
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

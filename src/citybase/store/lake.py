@@ -486,10 +486,69 @@ class Lake:
                     break
         return merged
 
-    def files_since(self, snapshot: int) -> list[tuple[str, str]]:
-        """(table, path relative to the data folder) of the data files committed after `snapshot`.
+    def expire_snapshots(self, older_than: datetime) -> int:
+        """Forget the snapshots committed before `older_than` (never the current one); returns how
+        many. Files that only they held join the `retired_files` (as merged-away ones do at once).
 
-        One catalog query whatever the number of tables: what the ledger lists for each commit.
+        Every flush is a snapshot, and every snapshot a row in the catalog that keeps its files:
+        a server flushing each second adds 86,400 a day, and the files a merge replaced stay on
+        disk beside the merged one. Expiring bounds both; the price is time travel before then.
+        """
+        with self._lock:
+            rows = self.con.cursor().execute(
+                f"CALL ducklake_expire_snapshots('{CATALOG}', older_than => ?)", [_utc(older_than)]
+            )
+            return len(rows.fetchall())
+
+    def retired_files(self, before: datetime) -> list[str]:
+        """Files retired before `before` (merged away, or held only by expired snapshots): what
+        `remove_retired_files(before)` deletes. Relative to the data folder where they lie under
+        it (as `files_since`). A snapshot younger than `before` may still hold one: the caller
+        expires those first."""
+        with self._lock:
+            rows = (
+                self.con.cursor()
+                .execute(
+                    f"CALL ducklake_cleanup_old_files('{CATALOG}', dry_run => true, older_than => ?)",
+                    [_utc(before)],
+                )
+                .fetchall()
+            )
+        root = self.location.data_path.rstrip("/") + "/"
+        return sorted(p.removeprefix(root) for (p,) in rows)
+
+    def remove_retired_files(self, before: datetime) -> int:
+        """Delete the files `retired_files(before)` lists; returns how many."""
+        with self._lock:
+            rows = self.con.cursor().execute(
+                f"CALL ducklake_cleanup_old_files('{CATALOG}', older_than => ?)", [_utc(before)]
+            )
+            return len(rows.fetchall())
+
+    def oldest_snapshot(self) -> int:
+        """The first snapshot still kept: change feeds (`inserted`) can start from it, not before."""
+        row = self.con.cursor().execute(f"SELECT min(snapshot_id) FROM {CATALOG}.snapshots()").fetchone()
+        return int(row[0]) if row and row[0] is not None else -1
+
+    def file_mark(self) -> int:
+        """A mark for `files_since`: the id the lake's next data file will get."""
+        row = (
+            self.con.cursor()
+            .execute(
+                f"SELECT next_file_id FROM __ducklake_metadata_{CATALOG}.ducklake_snapshot "
+                "ORDER BY snapshot_id DESC LIMIT 1"
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def files_since(self, mark: int) -> list[tuple[str, str]]:
+        """(table, path relative to the data folder) of the data files written since `file_mark()`
+        returned `mark`: what the ledger lists for each commit. One catalog query whatever the
+        number of tables.
+
+        By file id, not by snapshot: a merged file takes the first snapshot of the files it
+        replaces (time travel still finds its rows there), so it would not count as new.
         """
         meta = f"__ducklake_metadata_{CATALOG}"
         rows = (
@@ -504,8 +563,8 @@ class Lake:
                 FROM {meta}.ducklake_data_file f
                 JOIN {meta}.ducklake_table t ON t.table_id = f.table_id AND t.end_snapshot IS NULL
                 JOIN {meta}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL
-                WHERE f.begin_snapshot > ? ORDER BY f.data_file_id""",
-                [snapshot],
+                WHERE f.data_file_id >= ? ORDER BY f.data_file_id""",
+                [mark],
             )
             .fetchall()
         )
@@ -640,6 +699,11 @@ def _partition_sql(spec: DatasetSpec) -> list[str]:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _utc(moment: datetime) -> datetime:
+    """`moment` with its zone (a naive one is UTC, as every time in the lake is)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # -- the city model's layers ------------------------------------------------------------------
