@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
 #: Lake files listed per ledger entry (about 200 bytes each, under the 64 KiB entry limit).
 FILES_PER_ENTRY = 150
-#: How long `maintain` keeps the lake's past snapshots (and the files merged away after them):
-#: long enough for any reader, change feed or auditor's rehash to finish (docs/adr/0009).
+#: How long `maintain` keeps the lake's past snapshots, and files once merged away: long enough
+#: for any reader, change feed or auditor's rehash to finish (docs/adr/0009).
 HISTORY = timedelta(days=1)
 
 

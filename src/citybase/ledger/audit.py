@@ -3,8 +3,8 @@ and the signed checkpoint root, and rehash the lake files that ingest entries li
 
 What a department's auditor runs on a copy of the folder: it trusts only the log's public key. It
 streams a bundle at a time, so memory grows with size / 256 (the upper tile levels), not with size,
-and with 8 bytes for each lake file a `retire` entry lists: a listed file that is missing is a
-problem unless a later entry retired it (merged away, its history expired: docs/adr/0009).
+and by 24 bytes for each lake file deleted on purpose: a listed file that is missing is a problem
+unless a `retire` entry lists it (merged away, its history expired: docs/adr/0009).
 """
 
 from __future__ import annotations
