@@ -131,8 +131,11 @@ def test_history_older_than_kept_goes_and_the_audit_knows_why(tmp_path: Path) ->
     root = tmp_path / "base"
     with CityBase.open(root) as cb:
         small = _six_flushes(cb)
-        young = cb.maintain()  # a day of history kept: the merged-away files stay
+        steps: list[tuple[str, int]] = []
+        young = cb.maintain(progress=lambda table, files: steps.append((table, files)))
+        # A day of history kept: the merged-away files stay.
         assert young.merged >= 6 and young.expired == young.removed == 0
+        assert sum(n for _, n in steps) == young.merged and ("readings", 6) in steps
         assert len(small) == 6 and all(f.is_file() for f in small)
         done = cb.maintain(timedelta(0))
         live = {Path(f) for f, _ in cb.lake.data_files("readings")}

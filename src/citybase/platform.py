@@ -382,17 +382,20 @@ class CityBase:
                 self._record_ingest([fact], self._lake_files(before))
             return applied
 
-    def maintain(self, keep: timedelta | None = HISTORY) -> Maintenance:
+    def maintain(
+        self, keep: timedelta | None = HISTORY, *, progress: Callable[[str, int], None] | None = None
+    ) -> Maintenance:
         """Merge the lake's small files; forget the snapshots older than `keep`, and delete the
         files merged away longer ago than that (None: keep every snapshot and file).
 
         Flushes go on meanwhile: the lake commits one table's merge at a time. The merged files
         are listed in the ledger like any other; the deleted ones are listed first, in a `retire`
         entry, so that the audit knows they are gone on purpose (docs/adr/0009).
+        `progress(table, files)` follows the merges (`Lake.merge_small_files`).
         """
         with self._maintain_lock:
             snapshot, before = self.lake.snapshot(), self.lake.file_mark()
-            merged = self.lake.merge_small_files()
+            merged = self.lake.merge_small_files(progress)
             if merged:
                 self._record_ingest([{"batch": f"merge-{snapshot}", "rows": 0}], self._lake_files(before))
             if keep is None:

@@ -28,7 +28,7 @@ StoreOpt = Annotated[
     Path, typer.Option("--store", help="Entity store folder (ids, reviews, models, results).")
 ]
 DivisionsOpt = Annotated[
-    Path | None, typer.Option(help="Folder of the national division table (nbs2023_*.csv, cpca_*.csv).")
+    Path | None, typer.Option(help="Folder of the national division table (`nbs2023_*.csv`, `cpca_*.csv`).")
 ]
 Limit = Annotated[int, typer.Option(help="Rows to show.")]
 

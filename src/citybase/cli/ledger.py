@@ -251,8 +251,9 @@ def witness(
 ) -> None:
     """Run a C2SP tlog-witness: cosign the city log's checkpoints while they only extend it.
 
-    A checkpoint is cosigned only if it extends the last one cosigned, so the platform cannot show
-    departments different histories.
+    A checkpoint is cosigned only if it extends the last one cosigned.
+
+    So the platform cannot show departments different histories.
     """
     import uvicorn
 

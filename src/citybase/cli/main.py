@@ -27,6 +27,7 @@ app = typer.Typer(
     help="citybase: the shared data base of a digital-twin city.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 console = Console()
 err = Console(stderr=True)
@@ -318,11 +319,27 @@ def maintain(
 ) -> None:
     """Merge small files into sorted ones; forget old snapshots and delete the files merged away.
 
-    What a running server does every few minutes; run it after loads when no server runs. The
-    deleted files are listed in the ledger first, so the audit knows they are gone on purpose.
+    What a running server does every few minutes: run it after loads when no server runs.
+
+    Deleted files are listed in the ledger first, so the audit knows they are gone on purpose.
     """
-    with _open(root) as cb:
-        done = cb.maintain(None if keep_all else timedelta(hours=keep_hours))
+    with (
+        _open(root) as cb,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} files merged"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("merging", total=None)
+
+        def merged(table: str, files: int) -> None:
+            bar.update(task, description=f"merging {table}", advance=files)
+
+        done = cb.maintain(None if keep_all else timedelta(hours=keep_hours), progress=merged)
     console.print(
         f"merged {done.merged:,} small files; forgot {done.expired:,} snapshots; "
         f"deleted {done.removed:,} files no kept snapshot holds"

@@ -17,7 +17,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime
@@ -462,8 +462,9 @@ class Lake:
             row = c.execute(f"SELECT id FROM {CATALOG}.current_snapshot()").fetchone()
         return int(row[0]) if row and row[0] is not None else -1
 
-    def merge_small_files(self) -> int:
+    def merge_small_files(self, progress: Callable[[str, int], None] | None = None) -> int:
         """Merge the small files that frequent flushes leave into larger ones; returns files merged.
+        `progress(table, files)` is called after each commit, with the files it merged.
 
         Reads slow down with every file a table has (each is opened and its footer read), and a
         server flushing every second writes thousands a day. One table per transaction, so a
@@ -482,6 +483,8 @@ class Lake:
                     ).fetchall()
                 done = sum(int(r[2]) for r in rows)
                 merged += done
+                if progress is not None:
+                    progress(name, done)
                 if len(rows) < MERGES_PER_COMMIT or not done:
                     break
         return merged
