@@ -4,6 +4,7 @@ inclusion proofs verify offline, the audit rehashes the lake files, and tamperin
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -178,6 +179,24 @@ def test_retired_files_are_in_the_ledger_before_they_are_deleted(
         assert audit(root / "ledger", lake_root=root / "lake").ok
         again = cb.maintain(timedelta(0))
     assert again.removed >= 6 and not any(f.exists() for f in small)
+    assert audit(root / "ledger", lake_root=root / "lake").ok
+
+
+def test_files_no_commit_named_go_once_older_than_the_history(tmp_path: Path) -> None:
+    root = tmp_path / "base"
+    with CityBase.open(root) as cb:
+        _six_flushes(cb)
+        live = sorted(Path(f) for f, _ in cb.lake.data_files("readings"))
+        # What a write stopped by a crash leaves: a Parquet file in the table's folder that no
+        # commit names (DuckLake writes the files of a large insert before it commits).
+        orphan = live[0].with_name("ducklake-stopped-write.parquet")
+        shutil.copy(live[0], orphan)
+        assert cb.maintain(timedelta(hours=1)).orphans == 0  # young: it may be a write under way
+        assert orphan.exists()
+        done = cb.maintain(timedelta(0))
+        rows = cb.sql("SELECT count(*) AS n FROM lake.readings").column("n")[0].as_py()
+    assert done.orphans == 1 and not orphan.exists()
+    assert rows == 6
     assert audit(root / "ledger", lake_root=root / "lake").ok
 
 

@@ -61,6 +61,8 @@ class Maintenance:
     expired: int
     #: Files deleted: merged away, and in no kept snapshot (listed in the ledger first).
     removed: int
+    #: Files deleted that no commit named (a write stopped by a crash), older than the history.
+    orphans: int
 
 
 class CityBase:
@@ -386,7 +388,8 @@ class CityBase:
         self, keep: timedelta | None = HISTORY, *, progress: Callable[[str, int], None] | None = None
     ) -> Maintenance:
         """Merge the lake's small files; forget the snapshots older than `keep`, and delete the
-        files merged away longer ago than that (None: keep every snapshot and file).
+        files merged away longer ago than that, and those older than that which no commit named
+        (None: keep every snapshot and file).
 
         Flushes go on meanwhile: the lake commits one table's merge at a time. The merged files
         are listed in the ledger like any other; the deleted ones are listed first, in a `retire`
@@ -399,7 +402,7 @@ class CityBase:
             if merged:
                 self._record_ingest([{"batch": f"merge-{snapshot}", "rows": 0}], self._lake_files(before))
             if keep is None:
-                return Maintenance(merged, 0, 0)
+                return Maintenance(merged, 0, 0, 0)
             cutoff = datetime.now(UTC) - keep
             expired = self.lake.expire_snapshots(cutoff)
             gone = self.lake.retired_files(cutoff)
@@ -412,7 +415,8 @@ class CityBase:
                         for n, chunk in enumerate(chunks)
                     ]
                 )
-            return Maintenance(merged, expired, self.lake.remove_retired_files(cutoff) if gone else 0)
+            removed = self.lake.remove_retired_files(cutoff) if gone else 0
+            return Maintenance(merged, expired, removed, self.lake.remove_orphans(cutoff))
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -340,9 +340,10 @@ def maintain(
             bar.update(task, description=f"merging {table}", advance=files)
 
         done = cb.maintain(None if keep_all else timedelta(hours=keep_hours), progress=merged)
+    orphans = f", and {done.orphans:,} that no commit named" if done.orphans else ""
     console.print(
         f"merged {done.merged:,} small files; forgot {done.expired:,} snapshots; "
-        f"deleted {done.removed:,} files no kept snapshot holds"
+        f"deleted {done.removed:,} files no kept snapshot holds{orphans}"
     )
 
 

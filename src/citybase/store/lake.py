@@ -528,6 +528,16 @@ class Lake:
             )
             return len(rows.fetchall())
 
+    def remove_orphans(self, before: datetime) -> int:
+        """Delete the files in the data folder that no commit names, last written before `before`:
+        what a process stopped in the middle of a write leaves (a crash, a kill). Younger ones
+        may belong to a write still under way (another root's, on a shared folder)."""
+        with self._lock:
+            rows = self.con.cursor().execute(
+                f"CALL ducklake_delete_orphaned_files('{CATALOG}', older_than => ?)", [_utc(before)]
+            )
+            return len(rows.fetchall())
+
     def oldest_snapshot(self) -> int:
         """The first snapshot still kept: change feeds (`inserted`) can start from it, not before."""
         row = self.con.cursor().execute(f"SELECT min(snapshot_id) FROM {CATALOG}.snapshots()").fetchone()
