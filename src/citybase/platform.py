@@ -49,6 +49,9 @@ FILES_PER_ENTRY = 150
 #: How long `maintain` keeps the lake's past snapshots, and files once merged away: long enough
 #: for any reader, change feed or auditor's rehash to finish (docs/adr/0009).
 HISTORY = timedelta(days=1)
+#: The least age of a file that no commit names before `maintain` deletes it: a write under way
+#: (another root's, on a shared folder) writes its files before it commits them.
+ORPHAN_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -416,7 +419,9 @@ class CityBase:
                     ]
                 )
             removed = self.lake.remove_retired_files(cutoff) if gone else 0
-            return Maintenance(merged, expired, removed, self.lake.remove_orphans(cutoff))
+            # Never a young one, whatever `keep`: it may be a write under way in another process.
+            orphans = self.lake.remove_orphans(min(cutoff, datetime.now(UTC) - ORPHAN_AGE))
+            return Maintenance(merged, expired, removed, orphans)
 
     # -- reads --------------------------------------------------------------------------------
 

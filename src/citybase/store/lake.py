@@ -493,9 +493,8 @@ class Lake:
         """Forget the snapshots committed before `older_than` (never the current one); returns how
         many. Files that only they held join the `retired_files` (as merged-away ones do at once).
 
-        Every flush is a snapshot, and every snapshot a row in the catalog that keeps its files:
-        a server flushing each second adds 86,400 a day, and the files a merge replaced stay on
-        disk beside the merged one. Expiring bounds both; the price is time travel before then.
+        Every flush is a snapshot, a row in the catalog: a server flushing each second adds
+        86,400 a day. Expiring bounds them; the price is time travel to before `older_than`.
         """
         with self._lock:
             rows = self.con.cursor().execute(
