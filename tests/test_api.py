@@ -446,3 +446,24 @@ def test_a_key_expiry_with_a_time_zone_is_understood(world: World) -> None:
     assert r.status_code == 201, r.text
     expired = {"Authorization": f"Bearer {r.json()['key']}"}
     assert c.get("/api/v1/datasets", headers=expired).status_code == 401
+
+
+def test_settings_from_a_file_then_the_environment(tmp_path: Path) -> None:
+    from citybase.errors import DeclarationError
+    from citybase.platform import HISTORY
+
+    f = tmp_path / "server.yaml"
+    f.write_text("port: 9000\nhistory: 3600\nthreads: 2\n", encoding="utf-8")
+    env = {
+        "CITYBASE_PORT": "9100",
+        "CITYBASE_HISTORY": "null",
+        "CITYBASE_NGSI_LD_CONTEXTS": '{"u": "c.jsonld"}',
+    }
+    s = Settings.load(f, env=env)
+    assert (s.port, s.history, s.threads) == (9100, None, 2)  # null: keep all history
+    assert s.ngsi_ld_contexts == {"u": Path("c.jsonld")}
+    assert Settings.load(None, env={}).history == HISTORY.total_seconds()
+    with pytest.raises(DeclarationError, match="history"):
+        Settings.load(None, env={"CITYBASE_HISTORY": "-1"})
+    with pytest.raises(DeclarationError, match="port"):
+        Settings.load(None, env={"CITYBASE_PORT": "null"})  # not a setting that can be None

@@ -85,6 +85,9 @@ class Settings(BaseModel):
         for name in cls.model_fields:
             value = env.get(ENV_PREFIX + name.upper())
             if value is not None:
+                if value.strip().lower() in ("null", "none") and not cls.model_fields[name].is_required():
+                    data[name] = None  # CITYBASE_HISTORY=null: keep all (where a field takes None)
+                    continue
                 # Mappings come as JSON in the environment: CITYBASE_NGSI_LD_CONTEXTS='{"url": "file"}'.
                 try:
                     data[name] = json.loads(value) if value.lstrip().startswith("{") else value
