@@ -467,3 +467,34 @@ def test_settings_from_a_file_then_the_environment(tmp_path: Path) -> None:
         Settings.load(None, env={"CITYBASE_HISTORY": "-1"})
     with pytest.raises(DeclarationError, match="port"):
         Settings.load(None, env={"CITYBASE_PORT": "null"})  # not a setting that can be None
+
+
+def test_the_maintainer_merges_forgets_history_and_counts_it(tmp_path: Path) -> None:
+    from citybase.api.app import Maintainer
+    from citybase.api.observe import Metrics
+
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(AIR)
+        for h in range(4):
+            cb.ingest(
+                "air",
+                [{"station": "s1", "ts": f"2026-11-24 0{h}:00:00", "pm25": h, "lon": 116.4, "lat": 39.9}],
+            )
+            cb.flush()
+        metrics = Metrics()
+        m = Maintainer(cb, metrics, interval=0.05, history=0)
+
+        def done(action: str) -> float:
+            v = metrics.registry.get_sample_value("citybase_maintenance_total", {"action": action})
+            return v or 0.0
+
+        m.start()
+        deadline = time.monotonic() + 30
+        while done("removed") < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        m.stop()
+        assert done("merged") >= 4
+        assert done("removed") >= 4
+        assert done("expired") > 0
+        assert len(cb.lake.data_files("air")) == 1
+        assert cb.sql("SELECT count(*) AS n FROM lake.air").column("n")[0].as_py() == 4

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -64,8 +65,8 @@ class Maintainer:
     history older than `history` seconds (None: none). Then joins the records that landed since
     to the city's entities (cb.fusion.update), off the ingest path."""
 
-    def __init__(self, cb: CityBase, interval: float, history: float | None):
-        self.cb, self.interval = cb, interval
+    def __init__(self, cb: CityBase, metrics: Metrics, interval: float, history: float | None):
+        self.cb, self.metrics, self.interval = cb, metrics, interval
         self.history = None if history is None else timedelta(seconds=history)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="citybase-maintainer", daemon=True)
@@ -80,7 +81,9 @@ class Maintainer:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.cb.maintain(self.history)
+                done = self.cb.maintain(self.history)
+                for action, n in asdict(done).items():
+                    self.metrics.maintained.labels(action).inc(n)
             except Exception:  # maintenance is an optimisation: the lake is correct without it
                 log.exception("merging small files or expiring history failed; the lake stays as it was")
             try:
@@ -145,7 +148,7 @@ def create_app(cb: CityBase, settings: Settings | None = None, *, background: bo
         if background:
             running[:] = [
                 Flusher(cb, metrics, settings.flush_interval),
-                Maintainer(cb, settings.maintain_interval, settings.history),
+                Maintainer(cb, metrics, settings.maintain_interval, settings.history),
                 *services(cb, settings, metrics),
             ]
             for s in running:

@@ -72,6 +72,12 @@ class Metrics:
             "citybase_log_pending_rows", "Rows in the append log not yet in the lake", registry=r
         )
         self.flushes = Counter("citybase_flushes", "Moves of the append log into the lake", registry=r)
+        self.maintained = Counter(
+            "citybase_maintenance",
+            "What maintenance did: files merged, snapshots expired, files removed, orphans removed",
+            ["action"],
+            registry=r,
+        )
 
 
 def route_name(request: Request) -> str:
