@@ -249,9 +249,7 @@ def witness(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7380,
 ) -> None:
-    """Run a C2SP tlog-witness: cosign the city log's checkpoints while they only extend it.
-
-    A checkpoint is cosigned only if it extends the last one cosigned.
+    """Run a C2SP tlog-witness: cosign each city log checkpoint that extends the last one cosigned.
 
     So the platform cannot show departments different histories.
     """
