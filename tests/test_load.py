@@ -403,6 +403,15 @@ def test_cli_loads_a_folder_and_lists_each_file(tmp_path: Path, monkeypatch: pyt
     assert r.exit_code == 0, r.output
     assert "│ day0.csv" not in r.output  # (a table row; the progress line may name it)
     assert "all 5 files" in r.output and "5 more, loaded" in r.output
+    assert "citybase maintain" not in r.output  # one commit, one file a day: nothing to merge
+    # Many small files: the summary says how to merge them.
+    (tmp_path / "pings.json").write_text(json.dumps({**PINGS, "name": "many"}))
+    assert runner.invoke(app, ["declare", str(tmp_path / "pings.json"), "--root", root]).exit_code == 0
+    monkeypatch.setattr(main, "MERGE_HINT_FILES", 5)
+    for f in sorted(folder.iterdir()):
+        r = runner.invoke(app, ["load", "many", str(f), "--root", root])
+    hint = "many is in 5 files of 3 rows on average: citybase maintain merges them"
+    assert hint in " ".join(r.output.split())
 
 
 def test_groups_of_small_files_stop_at_their_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -245,10 +245,22 @@ def load(
             console.print(f"  [yellow]quarantined[/yellow] {n:,} × {reason}")
         if reasons:
             console.print(f"  see them with: citybase quarantine {dataset}")
+        stored = len(cb.lake.data_files(dataset))
+        rows = int(cb.sql(f"SELECT count(*) AS n FROM {cb.lake.table(dataset)}").column("n")[0].as_py())
+        if stored >= MERGE_HINT_FILES and rows < stored * MERGE_HINT_ROWS:
+            console.print(
+                f"  {dataset} is in {stored:,} files of {rows // stored:,} rows on average: "
+                "citybase maintain merges them into sorted runs, which queries read faster "
+                "(a running server does it by itself)"
+            )
 
 
 #: Files listed one by one in a load's summary; beyond, only those skipped or with bad rows.
 SUMMARY_FILES = 50
+#: A load's summary suggests `citybase maintain` from this many files of a dataset, if they hold
+#: fewer rows than this on average (a 100M-point load leaves ~8,900 files; merged, ~350).
+MERGE_HINT_FILES = 100
+MERGE_HINT_ROWS = 100_000
 
 
 @app.command()
