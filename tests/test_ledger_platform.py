@@ -20,6 +20,7 @@ from citybase.cli.main import app
 from citybase.deployment import Deployment
 from citybase.errors import Conflict
 from citybase.ledger import INGEST, RETIRE, audit
+from citybase.platform import Maintenance
 
 SPEC = {
     "name": "readings",
@@ -289,3 +290,42 @@ def test_a_second_writer_is_refused_before_it_changes_anything(tmp_path: Path) -
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_maintenance_beside_flushes_loses_nothing_and_the_audit_passes(tmp_path: Path) -> None:
+    """The server's two threads at once: pushes flushed one by one, and maintenance keeping no
+    history, merging and deleting files under them."""
+    import threading
+
+    root = tmp_path / "base"
+    with CityBase.open(root) as cb:
+        cb.declare(SPEC)
+        stop = threading.Event()
+        done: list[Maintenance] = []
+        failed: list[BaseException] = []
+
+        def maintain() -> None:
+            try:
+                while not stop.is_set():
+                    done.append(cb.maintain(timedelta(0)))
+            except BaseException as e:  # the test fails below with it
+                failed.append(e)
+
+        t = threading.Thread(target=maintain)
+        t.start()
+        n = 120
+        for i in range(n):
+            ts = f"2026-01-{1 + i // 24:02d} {i % 24:02d}:00:00"
+            assert cb.ingest("readings", [{"station": "a", "ts": ts, "pm25": i}]).accepted == 1
+            cb.flush()
+        stop.set()
+        t.join(timeout=120)
+        assert not failed, failed
+        final = cb.maintain(timedelta(0))
+        rows = cb.sql("SELECT count(*) AS n, sum(pm25) AS s FROM lake.readings").to_pylist()[0]
+        live = {Path(f) for f, _ in cb.lake.data_files("readings")}
+    assert rows == {"n": n, "s": float(sum(range(n)))}
+    assert len(done) > 1 and sum(d.removed for d in done) + final.removed > 0
+    assert set((root / "lake" / "main" / "readings").rglob("*.parquet")) == live
+    report = audit(root / "ledger", lake_root=root / "lake")
+    assert report.ok, report.problems[:5]
