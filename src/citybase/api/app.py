@@ -81,9 +81,11 @@ class Maintainer:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                done = self.cb.maintain(self.history)
-                for action, n in asdict(done).items():
+                done = asdict(self.cb.maintain(self.history))
+                for action, n in done.items():
                     self.metrics.maintained.labels(action).inc(n)
+                if any(done.values()):
+                    log.info("maintenance: %s", ", ".join(f"{n} {action}" for action, n in done.items()))
             except Exception:  # maintenance is an optimisation: the lake is correct without it
                 log.exception("merging small files or expiring history failed; the lake stays as it was")
             try:
