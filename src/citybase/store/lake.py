@@ -496,46 +496,37 @@ class Lake:
         Every flush is a snapshot, a row in the catalog: a server flushing each second adds
         86,400 a day. Expiring bounds them; the price is time travel to before `older_than`.
         """
-        with self._lock:
-            rows = self.con.cursor().execute(
-                f"CALL ducklake_expire_snapshots('{CATALOG}', older_than => ?)", [_utc(older_than)]
-            )
-            return len(rows.fetchall())
+        return len(self._older_than("ducklake_expire_snapshots", older_than))
 
     def retired_files(self, before: datetime) -> list[str]:
         """Files retired before `before` (merged away, or held only by expired snapshots): what
         `remove_retired_files(before)` deletes. Relative to the data folder where they lie under
         it (as `files_since`). A snapshot younger than `before` may still hold one: the caller
         expires those first."""
-        with self._lock:
-            rows = (
-                self.con.cursor()
-                .execute(
-                    f"CALL ducklake_cleanup_old_files('{CATALOG}', dry_run => true, older_than => ?)",
-                    [_utc(before)],
-                )
-                .fetchall()
-            )
+        rows = self._older_than("ducklake_cleanup_old_files", before, dry_run=True)
         root = self.location.data_path.rstrip("/") + "/"
-        return sorted(p.removeprefix(root) for (p,) in rows)
+        return sorted(str(r[0]).removeprefix(root) for r in rows)
 
     def remove_retired_files(self, before: datetime) -> int:
         """Delete the files `retired_files(before)` lists; returns how many."""
-        with self._lock:
-            rows = self.con.cursor().execute(
-                f"CALL ducklake_cleanup_old_files('{CATALOG}', older_than => ?)", [_utc(before)]
-            )
-            return len(rows.fetchall())
+        return len(self._older_than("ducklake_cleanup_old_files", before))
 
     def remove_orphans(self, before: datetime) -> int:
         """Delete the files in the data folder that no commit names, last written before `before`:
         what a process stopped in the middle of a write leaves (a crash, a kill). Younger ones
         may belong to a write still under way (another root's, on a shared folder)."""
+        return len(self._older_than("ducklake_delete_orphaned_files", before))
+
+    def _older_than(self, function: str, moment: datetime, *, dry_run: bool = False) -> list[tuple[Any, ...]]:
+        """The rows of one of DuckLake's maintenance functions, applied to what is older than
+        `moment` (with `dry_run`: only listed), under the lake's write lock."""
+        dry = "dry_run => true, " if dry_run else ""
         with self._lock:
-            rows = self.con.cursor().execute(
-                f"CALL ducklake_delete_orphaned_files('{CATALOG}', older_than => ?)", [_utc(before)]
+            return (
+                self.con.cursor()
+                .execute(f"CALL {function}('{CATALOG}', {dry}older_than => ?)", [_utc(moment)])
+                .fetchall()
             )
-            return len(rows.fetchall())
 
     def oldest_snapshot(self) -> int:
         """The first snapshot still kept: change feeds (`inserted`) can start from it, not before."""
