@@ -323,10 +323,15 @@ def _figures(cb: Any) -> None:
     console.print(t)
 
 
-def _step(title: str, fn: Callable[[], pa.Table], limit: int = 8) -> pa.Table:
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """What `fn` returns, and the milliseconds it took."""
     t0 = time.perf_counter()
     res = fn()
-    ms = (time.perf_counter() - t0) * 1000
+    return res, (time.perf_counter() - t0) * 1000
+
+
+def _step(title: str, fn: Callable[[], pa.Table], limit: int = 8) -> pa.Table:
+    res, ms = _timed(fn)
     print_table(res, f"{title}  [dim]({res.num_rows:,} rows, {ms:.0f} ms)[/dim]", limit=limit)
     return res
 
@@ -376,9 +381,7 @@ def tour(cb: Any) -> None:
         ),
     )
     code = districts.codes[0]
-    t0 = time.perf_counter()
-    report = q.about_place("district", code)
-    ms = (time.perf_counter() - t0) * 1000
+    report, ms = _timed(lambda: q.about_place("district", code))
     console.print(
         f"[bold]everything about district {code} ({escape(str(report.place['name']))})[/bold] "
         f"[dim]({ms:.0f} ms)[/dim]"
