@@ -36,6 +36,7 @@ from citybase.model.city import CitySpec, Level
 from citybase.model.dataset import DatasetSpec
 from citybase.places.city import City, Layer
 from citybase.registry import Registry
+from citybase.store.by_object import refresh as refresh_copy
 from citybase.store.lake import Lake, Location, load_layers, save_layers
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class Maintenance:
 
     #: Small files merged into larger ones.
     merged: int
+    #: Rows added to the datasets' copies by object (store/by_object.py).
+    copied: int
     #: Snapshots forgotten (older than the history kept).
     expired: int
     #: Files deleted: merged away, and in no kept snapshot (listed in the ledger first).
@@ -390,7 +393,8 @@ class CityBase:
     def maintain(
         self, keep: timedelta | None = HISTORY, *, progress: Callable[[str, int], None] | None = None
     ) -> Maintenance:
-        """Merge the lake's small files; forget the snapshots older than `keep`, and delete the
+        """Merge the lake's small files, and bring the datasets' copies by object up to date
+        (docs/adr/0010); forget the snapshots older than `keep`, and delete the
         files merged away longer ago than that, and those older than that which no commit named
         (None: keep every snapshot and file).
 
@@ -402,10 +406,11 @@ class CityBase:
         with self._maintain_lock:
             snapshot, before = self.lake.snapshot(), self.lake.file_mark()
             merged = self.lake.merge_small_files(progress)
-            if merged:
+            copied = sum(refresh_copy(self.lake, name) for name in self.lake.datasets)
+            if merged or copied:
                 self._record_ingest([{"batch": f"merge-{snapshot}", "rows": 0}], self._lake_files(before))
             if keep is None:
-                return Maintenance(merged, 0, 0, 0)
+                return Maintenance(merged, copied, 0, 0, 0)
             cutoff = datetime.now(UTC) - keep
             expired = self.lake.expire_snapshots(cutoff)
             gone = self.lake.retired_files(cutoff)
@@ -421,7 +426,7 @@ class CityBase:
             removed = self.lake.remove_retired_files(cutoff) if gone else 0
             # Never a young one, whatever `keep`: it may be a write under way in another process.
             orphans = self.lake.remove_orphans(min(cutoff, datetime.now(UTC) - ORPHAN_AGE))
-            return Maintenance(merged, expired, removed, orphans)
+            return Maintenance(merged, copied, expired, removed, orphans)
 
     # -- reads --------------------------------------------------------------------------------
 

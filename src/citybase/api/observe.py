@@ -74,7 +74,8 @@ class Metrics:
         self.flushes = Counter("citybase_flushes", "Moves of the append log into the lake", registry=r)
         self.maintained = Counter(
             "citybase_maintenance",
-            "What maintenance did: files merged, snapshots expired, files removed, orphans removed",
+            "What maintenance did: files merged, rows copied by object, snapshots expired, "
+            "files removed, orphans removed",
             ["action"],
             registry=r,
         )

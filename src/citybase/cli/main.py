@@ -354,7 +354,8 @@ def maintain(
         done = cb.maintain(None if keep_all else timedelta(hours=keep_hours), progress=merged)
     orphans = f", and {done.orphans:,} that no commit named" if done.orphans else ""
     console.print(
-        f"merged {done.merged:,} small files; forgot {done.expired:,} snapshots; "
+        f"merged {done.merged:,} small files; copied {done.copied:,} rows by object; "
+        f"forgot {done.expired:,} snapshots; "
         f"deleted {done.removed:,} files no kept snapshot holds{orphans}"
     )
 

@@ -13,7 +13,8 @@ otherwise the search moves to the next anchor. The search has no per-point Pytho
 anchors of every object are extended together, a block of offsets at a time (`stay_points`).
 
 What DuckDB skips: with a time window, files of other time partitions and row groups outside it;
-for `track`, row groups whose min/max object id excludes the object.
+for `track`, row groups whose min/max object id excludes the object: narrow ones, where the
+dataset keeps a copy of its rows sorted by object (store/by_object.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from citybase.model.dataset import FieldType
 from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine_np, literal, quote
 from citybase.query.core import QueryCore, Source
 from citybase.query.scope import ReadScope
+from citybase.store import by_object
 
 #: Metres per degree of latitude on the query box's sphere.
 _DEG_M = math.pi / 180 * EARTH_RADIUS_M
@@ -222,9 +224,15 @@ class TrackQueries(QueryCore):
         src = self.source(dataset, scope)
         of, tf = self._need_track_fields(src)
         where = [f"{quote(of)} = {self._object_literal(src, object_id)}", *self.time_where(src, start, end)]
-        return self.run(
-            f'SELECT * FROM {src.sql} AS s WHERE {" AND ".join(where)} ORDER BY {quote(tf)}, "lon", "lat"'
-        )
+        with self.cursor() as cur:
+            # The same rows through the copy sorted by object, where the dataset has one: the
+            # object's row groups only, not every row group of the window's partitions.
+            copy = by_object.relation(self.lake, cur, dataset)
+            if copy is not None:
+                src = self.source(dataset, scope, table=copy)
+            return cur.execute(
+                f'SELECT * FROM {src.sql} AS s WHERE {" AND ".join(where)} ORDER BY {quote(tf)}, "lon", "lat"'
+            ).to_arrow_table()
 
     def trajectories(
         self,

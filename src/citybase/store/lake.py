@@ -53,7 +53,12 @@ _SYSTEM_TABLES = {
     "citybase_watermark": "log_seq BIGINT",  # before marks were kept per log: read once, then emptied
     "citybase_log_marks": "log_id VARCHAR, log_seq BIGINT",
     "citybase_quarantine": ", ".join(f"{n} {sql}" for n, _, sql in QUARANTINE_COLUMNS),
+    # Dataset -> the snapshot its copy by object holds every row of (store/by_object.py).
+    "citybase_copies": "dataset VARCHAR, snapshot BIGINT",
 }
+COPIES = "citybase_copies"
+#: A dataset's copy by object is the table `<dataset>-by-object` (no dataset name has a '-').
+COPY_SUFFIX = "-by-object"
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ class Lake:
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.{name} ({cols})")
         with self.transaction() as cur:  # (a table's options cannot be set in its creating transaction)
             # The watermark is rewritten by every flush: one row, kept in the catalog, not a file.
-            for name in ("citybase_watermark", "citybase_log_marks"):
+            for name in ("citybase_watermark", "citybase_log_marks", COPIES):
                 cur.execute(
                     f"CALL {CATALOG}.set_option('data_inlining_row_limit', 100, table_name => ?)", [name]
                 )
@@ -225,6 +230,15 @@ class Lake:
         self.spec(name)
         return f"{CATALOG}.{quote(name)}"
 
+    def copy_name(self, name: str) -> str:
+        """The name of the table holding the dataset's copy by object (store/by_object.py)."""
+        self.spec(name)
+        return name + COPY_SUFFIX
+
+    def copy_table(self, name: str) -> str:
+        """The copy's fully qualified table name, for SQL."""
+        return f"{CATALOG}.{quote(self.copy_name(name))}"
+
     def inserted(self, name: str, since: int, until: int) -> str:
         """The rows inserted into the dataset's table after snapshot `since` up to `until`, as a
         SQL relation (DuckLake's change feed: merges and rewrites are not insertions)."""
@@ -252,9 +266,11 @@ class Lake:
             table = f"{CATALOG}.{quote(spec.name)}"
             if old is not None:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
+                cur.execute(f"DROP TABLE IF EXISTS {self.copy_table(spec.name)}")
+                cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [spec.name])
                 cur.execute(f"DELETE FROM {CATALOG}.citybase_datasets WHERE name = ?", [spec.name])
             cur.execute(f"CREATE TABLE {table} ({cols})")
-            parts = _partition_sql(spec) + ([quote(TILE)] if _tiled(spec) else [])
+            parts = partition_sql(spec) + ([quote(TILE)] if _tiled(spec) else [])
             if parts:
                 cur.execute(f"ALTER TABLE {table} SET PARTITIONED BY ({', '.join(parts)})")
             cur.execute(
@@ -342,7 +358,7 @@ class Lake:
             exprs.append(f"{tile_sql(spec.partition_cells)} AS {quote(TILE)}")
             targets.append(quote(TILE))
         select = ", ".join(exprs)
-        order = f" ORDER BY {', '.join([*_partition_sql(spec), quote(H3)])}" if H3 in names else ""
+        order = f" ORDER BY {', '.join([*partition_sql(spec), quote(H3)])}" if H3 in names else ""
         failed = _register_once(cur, "_batch_rows", rows, pa.schema([(n, t) for n, t, _ in read]))
         src, where = "_batch_rows", ""
         try:
@@ -474,7 +490,14 @@ class Lake:
         merged = 0
         for name in self._specs:
             self._sort_by_cell(name)  # tables declared before sort orders were
-        for name in [*self._specs, *_SYSTEM_TABLES]:
+        tables = {
+            r[0]
+            for r in self.con.cursor()
+            .execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG])
+            .fetchall()
+        }
+        copies = [self.copy_name(n) for n in self._specs if self.copy_name(n) in tables]
+        for name in [*self._specs, *copies, *_SYSTEM_TABLES]:
             while True:  # a few partitions per transaction: memory bounded by them, not the table
                 with self.transaction() as cur:
                     rows = cur.execute(
@@ -495,7 +518,19 @@ class Lake:
 
         Every flush is a snapshot, a row in the catalog: a server flushing each second adds
         86,400 a day. Expiring bounds them; the price is time travel to before `older_than`.
+        The snapshots that copies by object are marked at are kept (store/by_object.py: their
+        change feed starts there; without it the copy is built again whole).
         """
+        row = (
+            self.con.cursor()
+            .execute(
+                f"SELECT min(snapshot_time) FROM {CATALOG}.snapshots() WHERE snapshot_id IN "
+                f"(SELECT snapshot FROM {CATALOG}.{COPIES})"
+            )
+            .fetchone()
+        )
+        if row and row[0] is not None:
+            older_than = min(_utc(older_than), _utc(row[0]))
         return len(self._older_than("ducklake_expire_snapshots", older_than))
 
     def retired_files(self, before: datetime) -> list[str]:
@@ -689,7 +724,7 @@ def tile_sql(resolution: int, column: str = quote(H3)) -> str:
     return f"(({column} & {clear}::UBIGINT) | {ones}::UBIGINT)"
 
 
-def _partition_sql(spec: DatasetSpec) -> list[str]:
+def partition_sql(spec: DatasetSpec) -> list[str]:
     """The SQL expressions of the dataset's time partition: its partition keys (create_dataset), and
     the first keys of the order rows are inserted in (insert_rows)."""
     if not spec.time_field or spec.partition == "none":

@@ -1,0 +1,162 @@
+"""A dataset's copy sorted by object (store/by_object.py): built by maintenance, read by tracks.
+
+Checked against the rows themselves: a track read through the copy (and the rows inserted since
+its mark) equals the track computed in pandas, before and after every maintenance step; the copy
+holds each row once, in (object, time) order; forgetting history never forces a whole rebuild.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from citybase import CityBase
+from citybase.ledger import audit
+from citybase.query import ReadScope
+from citybase.store import by_object
+from test_query import PINGS, T0, make_pings, to_rows
+
+
+def reference(df: pd.DataFrame, obj: str, start: object, end: object) -> list[int]:
+    want = df[(df.obj == obj) & (df.t >= start) & (df.t < end)]
+    return want.sort_values(["t", "lon", "lat"], kind="stable").rid.tolist()
+
+
+def check_tracks(cb: CityBase, df: pd.DataFrame) -> None:
+    """Every object's track over two windows, and one with a reader's scope, against pandas."""
+    windows = ((T0, T0 + timedelta(days=3)), (T0 + timedelta(hours=20), T0 + timedelta(hours=26)))
+    for obj in sorted(df.obj.unique()):
+        for start, end in windows:
+            got = cb.query.track("pings", obj, start, end)
+            assert got.column("rid").to_pylist() == reference(df, obj, start, end), obj
+    scope = ReadScope(fields=["obj", "t", "lon", "lat", "rid"], row_filter="pm25 > 60")
+    dirty = df[df.pm25 > 60]
+    for obj in ("v01", "v07"):
+        got = cb.query.track("pings", obj, T0, T0 + timedelta(days=3), scope=scope)
+        assert got.column_names == ["obj", "t", "lon", "lat", "rid"]
+        assert got.column("rid").to_pylist() == reference(dirty, obj, T0, T0 + timedelta(days=3))
+
+
+def split(df: pd.DataFrame, k: int) -> list[pd.DataFrame]:
+    return [df.iloc[ix] for ix in np.array_split(np.arange(len(df)), k)]
+
+
+def copy_rows(cb: CityBase) -> pd.DataFrame:
+    return cb.sql(f"SELECT obj, t, rid FROM {cb.lake.copy_table('pings')}").to_pandas()
+
+
+@pytest.fixture
+def pings() -> pd.DataFrame:
+    return make_pings(np.random.default_rng(7), objects=12, per=400)
+
+
+def test_tracks_read_the_copy_and_the_rows_since_its_mark(tmp_path: Path, pings: pd.DataFrame) -> None:
+    first, second = pings.iloc[: len(pings) // 2], pings.iloc[len(pings) // 2 :]
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(PINGS)
+        cb.ingest("pings", to_rows(first, lon="x", lat="y"))
+        cb.flush()
+        # No copy yet: tracks read the table.
+        with cb.lake.cursor() as cur:
+            assert by_object.relation(cb.lake, cur, "pings") is None
+        check_tracks(cb, first)
+
+        done = cb.maintain()
+        assert done.copied == len(first)
+        with cb.lake.cursor() as cur:
+            assert by_object.relation(cb.lake, cur, "pings") is not None
+        check_tracks(cb, first)
+
+        # Rows pushed after the copy was made are read from the change feed until the next run.
+        cb.ingest("pings", to_rows(second, lon="x", lat="y"))
+        cb.flush()
+        check_tracks(cb, pings)
+        assert len(copy_rows(cb)) == len(first)
+
+        # The next run adds only those rows; each row is in the copy once.
+        assert cb.maintain().copied == len(second)
+        assert cb.maintain().copied == 0
+        rows = copy_rows(cb)
+        assert sorted(rows.rid) == sorted(pings.rid)
+        check_tracks(cb, pings)
+
+
+def test_the_copy_is_sorted_by_object_and_time(tmp_path: Path) -> None:
+    pings = make_pings(np.random.default_rng(8), objects=40, per=1500)  # several row groups a day
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(PINGS)
+        for part in split(pings.sample(frac=1, random_state=1), 4):  # four unsorted pushes
+            cb.ingest("pings", to_rows(part, lon="x", lat="y"))
+            cb.flush()
+            cb.maintain()
+        files = [
+            f
+            for f, _ in cb.lake.con.execute(
+                "SELECT data_file, delete_file FROM ducklake_list_files('lake', 'pings-by-object')"
+            ).fetchall()
+        ]
+    assert files
+    for f in files:
+        t = pq.read_table(f, columns=["obj", "t"]).to_pandas()
+        keys = list(zip(t.obj, t.t, strict=True))
+        assert keys == sorted(keys), f"{f} is not in (object, time) order"
+    # So each row group of a large file holds a narrow range of objects (what lets a track skip
+    # the others): the merged first day's 40 objects, in 3 row groups that share an object at
+    # most where one ends and the next begins.
+    meta = max((pq.ParquetFile(f).metadata for f in files), key=lambda m: m.num_rows)
+    col = meta.schema.names.index("obj")
+    spans = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+    objects = [int(st.max[1:]) - int(st.min[1:]) + 1 for st in spans]
+    assert len(objects) >= 3 and sum(objects) <= 40 + len(objects) - 1, objects
+
+
+def test_forgetting_history_keeps_the_copy_incremental(tmp_path: Path, pings: pd.DataFrame) -> None:
+    root = tmp_path / "base"
+    parts = split(pings, 3)
+    with CityBase.open(root) as cb:
+        cb.declare(PINGS)
+        for i, part in enumerate(parts):
+            cb.ingest("pings", to_rows(part, lon="x", lat="y"))
+            cb.flush()
+            done = cb.maintain(timedelta(0))  # keep no history at all
+            # The copy's change feed still starts where it left off: only the new rows are copied.
+            assert done.copied == len(part), i
+        check_tracks(cb, pings)
+        assert sorted(copy_rows(cb).rid) == sorted(pings.rid)
+    report = audit(root / "ledger", lake_root=root / "lake")
+    assert report.ok, report.problems
+
+
+def test_a_dataset_declared_anew_loses_its_copy(tmp_path: Path, pings: pd.DataFrame) -> None:
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(PINGS)
+        cb.ingest("pings", to_rows(pings, lon="x", lat="y"))
+        cb.flush()
+        cb.maintain()
+        cb.declare({**PINGS, "title": "pings, again"}, replace=True)
+        with cb.lake.cursor() as cur:
+            assert by_object.relation(cb.lake, cur, "pings") is None
+        assert cb.query.track("pings", "v01").num_rows == 0
+        tables = cb.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").column(0)
+        assert "pings-by-object" not in tables.to_pylist()
+        # And builds it again, from the new table's rows only.
+        cb.ingest("pings", to_rows(pings.iloc[:100], lon="x", lat="y"))
+        cb.flush()
+        assert cb.maintain().copied == 100
+        check_tracks(cb, pings.iloc[:100])
+
+
+def test_a_dataset_may_opt_out(tmp_path: Path, pings: pd.DataFrame) -> None:
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare({**PINGS, "copy_by_object": False})
+        cb.ingest("pings", to_rows(pings, lon="x", lat="y"))
+        cb.flush()
+        assert cb.maintain().copied == 0
+        tables = cb.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").column(0)
+        assert "pings-by-object" not in tables.to_pylist()
+        check_tracks(cb, pings)
