@@ -63,13 +63,13 @@ def test_tracks_read_the_copy_and_the_rows_since_its_mark(tmp_path: Path, pings:
         cb.flush()
         # No copy yet: tracks read the table.
         with cb.lake.cursor() as cur:
-            assert by_object.relation(cb.lake, cur, "pings") is None
+            assert cb.query.copies.relation(cur, "pings") is None
         check_tracks(cb, first)
 
         done = cb.maintain()
         assert done.copied == len(first)
         with cb.lake.cursor() as cur:
-            assert by_object.relation(cb.lake, cur, "pings") is not None
+            assert cb.query.copies.relation(cur, "pings") is not None
         check_tracks(cb, first)
 
         # Rows pushed after the copy was made are read from the change feed until the next run.
@@ -94,12 +94,7 @@ def test_the_copy_is_sorted_by_object_and_time(tmp_path: Path) -> None:
             cb.ingest("pings", to_rows(part, lon="x", lat="y"))
             cb.flush()
             cb.maintain()
-        files = [
-            f
-            for f, _ in cb.lake.con.execute(
-                "SELECT data_file, delete_file FROM ducklake_list_files('lake', 'pings-by-object')"
-            ).fetchall()
-        ]
+        files = [f for f, _ in _copy_files(cb)]
     assert files
     for f in files:
         t = pq.read_table(f, columns=["obj", "t"]).to_pandas()
@@ -140,7 +135,7 @@ def test_a_dataset_declared_anew_loses_its_copy(tmp_path: Path, pings: pd.DataFr
         cb.maintain()
         cb.declare({**PINGS, "title": "pings, again"}, replace=True)
         with cb.lake.cursor() as cur:
-            assert by_object.relation(cb.lake, cur, "pings") is None
+            assert cb.query.copies.relation(cur, "pings") is None
         assert cb.query.track("pings", "v01").num_rows == 0
         tables = cb.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").column(0)
         assert "pings-by-object" not in tables.to_pylist()
@@ -160,3 +155,35 @@ def test_a_dataset_may_opt_out(tmp_path: Path, pings: pd.DataFrame) -> None:
         tables = cb.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").column(0)
         assert "pings-by-object" not in tables.to_pylist()
         check_tracks(cb, pings)
+
+
+def test_a_whole_build_sorts_slices_of_objects(
+    tmp_path: Path, pings: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(by_object, "SLICE_ROWS", 1000)
+    nameless = pings.iloc[:7].assign(obj=None, rid=pings.rid.max() + 1 + np.arange(7))
+    rows = pd.concat([pings, nameless], ignore_index=True)
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(PINGS)
+        cb.ingest("pings", to_rows(rows, lon="x", lat="y"))
+        cb.flush()
+        assert cb.maintain().copied == len(rows)  # rows without an object too
+        assert sorted(copy_rows(cb).rid) == sorted(rows.rid)
+        check_tracks(cb, pings)
+        # Each slice has files of its own: per day, their object ranges do not overlap.
+        files = ", ".join(repr(f) for f, _ in _copy_files(cb))
+        spans = cb.sql(
+            "SELECT filename, min(obj) AS lo, max(obj) AS hi, min(t)::DATE AS day "
+            f"FROM read_parquet([{files}], filename = true) "
+            "GROUP BY filename ORDER BY day, lo"
+        ).to_pandas()
+    assert len(spans) >= 5  # 4,807 rows in slices of about 1,000
+    for _, day in spans.groupby("day"):
+        lo, hi = day.lo.tolist(), day.hi.tolist()
+        assert all(h < n for h, n in zip(hi, lo[1:], strict=False)), day
+
+
+def _copy_files(cb: CityBase) -> list[tuple[str, str | None]]:
+    return cb.lake.con.execute(
+        "SELECT data_file, delete_file FROM ducklake_list_files('lake', 'pings-by-object')"
+    ).fetchall()

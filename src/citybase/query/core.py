@@ -30,6 +30,7 @@ from citybase.places.city import City
 from citybase.query._sql import TimeLike, literal, membership, parse_time, quote, to_utc
 from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
+from citybase.store.by_object import Copies
 from citybase.store.files import DirectFiles, DirectScan
 from citybase.store.lake import Lake
 
@@ -74,6 +75,8 @@ class QueryCore:
         self.radius_hints: dict[str, float] = {}
         #: Direct reads of complete Parquet files, for the latency-critical queries (store/files.py).
         self.files = DirectFiles(lake)
+        #: Reads through the datasets' copies sorted by object, for tracks (store/by_object.py).
+        self.copies = Copies(lake)
 
     # -- what is stored -----------------------------------------------------------------------
 

@@ -31,7 +31,6 @@ from citybase.model.dataset import FieldType
 from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine_np, literal, quote
 from citybase.query.core import QueryCore, Source
 from citybase.query.scope import ReadScope
-from citybase.store import by_object
 
 #: Metres per degree of latitude on the query box's sphere.
 _DEG_M = math.pi / 180 * EARTH_RADIUS_M
@@ -227,7 +226,7 @@ class TrackQueries(QueryCore):
         with self.cursor() as cur:
             # The same rows through the copy sorted by object, where the dataset has one: the
             # object's row groups only, not every row group of the window's partitions.
-            copy = by_object.relation(self.lake, cur, dataset)
+            copy = self.copies.relation(cur, dataset)
             if copy is not None:
                 src = self.source(dataset, scope, table=copy)
             return cur.execute(

@@ -10,25 +10,42 @@ one or two row groups per file (docs/adr/0010).
 The copy is derived, never written by a load or a flush: maintenance (`refresh`) appends the rows
 inserted since the snapshot it last covered, from DuckLake's change feed, and records that
 snapshot in `citybase_copies` in the same commit. A reader at snapshot S reads the copy as of S
-and the rows inserted after the copy's mark up to S (`relation`): the same rows as the table,
+and the rows inserted after the copy's mark up to S (`Copies.relation`): the same rows as the table,
 however stale the copy. Datasets are append-only; a dataset declared anew drops its copy
 (`Lake.create_dataset`).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import threading
+
 import duckdb
 
 from citybase.model.dataset import DatasetSpec
-from citybase.sqltext import quote
+from citybase.sqltext import literal, quote
 from citybase.store.lake import CATALOG, COPIES, Lake, partition_sql
 
-__all__ = ["keeps_copy", "refresh", "relation"]
+__all__ = ["Copies", "keeps_copy", "refresh"]
+
+#: Rows a whole build sorts at a time: one slice of the objects' range, sorted, written, then the
+#: next. Memory stays bounded (100M points in one sort peaked at 9.9 GB), and each slice has files
+#: of its own, disjoint in objects, which DuckLake rules out for a track from their statistics
+#: (30M points: 4M-row slices, track 24.5 ms, build 46.5 s, 1.6 GB; 1M-row slices, 17.0 ms,
+#: 36.3 s, 0.95 GB).
+SLICE_ROWS = 1_000_000
+#: Rows per row group of the copy: a track reads one of them per file it opens.
+COPY_ROW_GROUP_ROWS = 16_384
 
 
 def keeps_copy(spec: DatasetSpec) -> bool:
     """Whether the dataset keeps a copy by object: it has objects and times, and did not opt out."""
     return spec.copy_by_object and spec.object_field is not None and spec.time_field is not None
+
+
+def _order(spec: DatasetSpec) -> list[str]:
+    return [quote(c) for c in (spec.object_field, spec.time_field) if c]
 
 
 def _mark(cur: duckdb.DuckDBPyConnection, name: str, snapshot: int) -> int | None:
@@ -39,19 +56,35 @@ def _mark(cur: duckdb.DuckDBPyConnection, name: str, snapshot: int) -> int | Non
     return int(row[0]) if row and row[0] is not None else None
 
 
-def relation(lake: Lake, cur: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    """The dataset's rows at the current snapshot, read through its copy by object: the copy as of
-    that snapshot and the rows inserted since its mark. None when the dataset has no copy yet."""
-    if not keeps_copy(lake.spec(name)):
-        return None
-    now = lake.snapshot(cur)
-    mark = _mark(cur, name, now)
-    if mark is None:
-        return None
-    return (
-        f"(SELECT * FROM {lake.copy_table(name)} AT (VERSION => {now}) "
-        f"UNION ALL SELECT * FROM {lake.inserted(name, mark, now)})"
-    )
+class Copies:
+    """Reads through the copies of one lake, remembering each copy's mark at the last snapshot
+    asked about (reading it costs ~5 ms, a track through the copy ~8 ms)."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._marks: dict[str, tuple[int, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def relation(self, cur: duckdb.DuckDBPyConnection, name: str) -> str | None:
+        """The dataset's rows at the current snapshot, read through its copy by object: the copy as
+        of that snapshot and the rows inserted since its mark. None when it has no copy yet."""
+        if not keeps_copy(self.lake.spec(name)):
+            return None
+        now = self.lake.snapshot(cur)
+        with self._lock:
+            hit = self._marks.get(name)
+        if hit is not None and hit[0] == now:
+            mark = hit[1]
+        else:
+            mark = _mark(cur, name, now)
+            with self._lock:
+                self._marks[name] = (now, mark)
+        if mark is None:
+            return None
+        return (
+            f"(SELECT * FROM {self.lake.copy_table(name)} AT (VERSION => {now}) "
+            f"UNION ALL SELECT * FROM {self.lake.inserted(name, mark, now)})"
+        )
 
 
 def refresh(lake: Lake, name: str) -> int:
@@ -59,33 +92,60 @@ def refresh(lake: Lake, name: str) -> int:
 
     From the change feed since the copy's mark; rebuilt whole when it has none, or when that
     snapshot has been forgotten (the feed no longer reaches back to it). Rows are appended
-    sorted by (object, time); the copy's merges keep that order (it is declared SORTED BY).
+    sorted by (object, time) in each time partition; the copy's merges keep that order (it is
+    declared SORTED BY).
     """
     spec = lake.spec(name)
     if not keeps_copy(spec):
         return 0
     now = lake.snapshot()
-    mark = _mark(lake.cursor(), name, now)
+    with lake.cursor() as cur:
+        mark = _mark(cur, name, now)
     if mark is not None and mark >= now:
         return 0
     whole = mark is None or mark < lake.oldest_snapshot()
     if whole:
         _create(lake, spec)
-    source = (
-        f"(SELECT * FROM {lake.table(name)} AT (VERSION => {now}))"
-        if whole
-        else lake.inserted(name, mark or 0, now)
-    )
+    if whole:
+        source = f"(SELECT * FROM {lake.table(name)} AT (VERSION => {now}))"
+        slices = _slices(lake, source, quote(spec.object_field or ""))
+    else:
+        source, slices = lake.inserted(name, mark or 0, now), [""]
     # Partition first: DuckDB's partitioned write keeps the order only where each partition's
     # rows arrive together (Lake.insert_rows).
-    order = ", ".join([*partition_sql(spec), *(quote(c) for c in (spec.object_field, spec.time_field) if c)])
+    order = ", ".join([*partition_sql(spec), *_order(spec)])
+    added = 0
     with lake.transaction() as cur:
-        got = cur.execute(
-            f"INSERT INTO {lake.copy_table(name)} SELECT * FROM {source} ORDER BY {order}"
-        ).fetchone()
+        for where in slices:
+            got = cur.execute(
+                f"INSERT INTO {lake.copy_table(name)} SELECT * FROM {source} {where} ORDER BY {order}"
+            ).fetchone()
+            added += int(got[0]) if got else 0
         cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [name])
         cur.execute(f"INSERT INTO {CATALOG}.{COPIES} VALUES (?, ?)", [name, now])
-    return int(got[0]) if got else 0
+    return added
+
+
+def _slices(lake: Lake, source: str, obj: str) -> list[str]:
+    """WHERE clauses that split `source`'s rows into ranges of objects of about SLICE_ROWS rows
+    each, bounds taken from a sample; every row in exactly one (null objects in the last)."""
+    with lake.cursor() as cur:
+        row = cur.execute(f"SELECT count(*) FROM {source}").fetchone()
+        n = math.ceil((int(row[0]) if row else 0) / SLICE_ROWS)
+        if n <= 1:
+            return [""]
+        sample = cur.execute(
+            f"SELECT DISTINCT quantile_disc({obj}, [{', '.join(str(i / n) for i in range(1, n))}]) "
+            f"FROM (SELECT {obj} FROM {source} USING SAMPLE 100000 ROWS)"
+        ).fetchone()
+        bounds = sorted(set(sample[0])) if sample and sample[0] else []
+    if not bounds:
+        return [""]
+    marks = [literal(b) for b in bounds]
+    out = [f"WHERE {obj} < {marks[0]}"]
+    out += [f"WHERE {obj} >= {lo} AND {obj} < {hi}" for lo, hi in itertools.pairwise(marks)]
+    out.append(f"WHERE {obj} >= {marks[-1]} OR {obj} IS NULL")
+    return out
 
 
 def _create(lake: Lake, spec: DatasetSpec) -> None:
@@ -100,9 +160,9 @@ def _create(lake: Lake, spec: DatasetSpec) -> None:
         if parts:
             cur.execute(f"ALTER TABLE {copy} SET PARTITIONED BY ({', '.join(parts)})")
     with lake.transaction() as cur:  # (table options only on committed tables)
-        order = ", ".join(quote(c) for c in (spec.object_field, spec.time_field) if c)
-        cur.execute(f"ALTER TABLE {copy} SET SORTED BY ({order})")
-        cur.execute(
-            f"CALL {CATALOG}.set_option('sort_on_insert', false, table_name => ?)",
-            [lake.copy_name(spec.name)],
-        )
+        cur.execute(f"ALTER TABLE {copy} SET SORTED BY ({', '.join(_order(spec))})")
+        for option, value in (("sort_on_insert", False), ("parquet_row_group_size", COPY_ROW_GROUP_ROWS)):
+            cur.execute(
+                f"CALL {CATALOG}.set_option(?, ?, table_name => ?)",
+                [option, value, lake.copy_name(spec.name)],
+            )
