@@ -101,8 +101,8 @@ def test_the_copy_is_sorted_by_object_and_time(tmp_path: Path) -> None:
         keys = list(zip(t.obj, t.t, strict=True))
         assert keys == sorted(keys), f"{f} is not in (object, time) order"
     # So each row group of a large file holds a narrow range of objects (what lets a track skip
-    # the others): the merged first day's 40 objects, in 3 row groups that share an object at
-    # most where one ends and the next begins.
+    # the others): the 40 objects of the merged file, in row groups that share an object at most
+    # where one ends and the next begins.
     meta = max((pq.ParquetFile(f).metadata for f in files), key=lambda m: m.num_rows)
     col = meta.schema.names.index("obj")
     spans = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
@@ -170,17 +170,15 @@ def test_a_whole_build_sorts_slices_of_objects(
         assert cb.maintain().copied == len(rows)  # rows without an object too
         assert sorted(copy_rows(cb).rid) == sorted(rows.rid)
         check_tracks(cb, pings)
-        # Each slice has files of its own: per day, their object ranges do not overlap.
+        # Each slice has files of its own: their object ranges do not overlap.
         files = ", ".join(repr(f) for f, _ in _copy_files(cb))
         spans = cb.sql(
-            "SELECT filename, min(obj) AS lo, max(obj) AS hi, min(t)::DATE AS day "
-            f"FROM read_parquet([{files}], filename = true) "
-            "GROUP BY filename ORDER BY day, lo"
+            "SELECT filename, min(obj) AS lo, max(obj) AS hi "
+            f"FROM read_parquet([{files}], filename = true) GROUP BY filename ORDER BY lo"
         ).to_pandas()
     assert len(spans) >= 5  # 4,807 rows in slices of about 1,000
-    for _, day in spans.groupby("day"):
-        lo, hi = day.lo.tolist(), day.hi.tolist()
-        assert all(h < n for h, n in zip(hi, lo[1:], strict=False)), day
+    lo, hi = spans.lo.tolist(), spans.hi.tolist()
+    assert all(h < n for h, n in zip(hi, lo[1:], strict=False)), spans
 
 
 def _copy_files(cb: CityBase) -> list[tuple[str, str | None]]:

@@ -4,8 +4,8 @@ The lake sorts a dataset's rows by place (H3 cell) within each time partition, w
 place queries fast; but then one vehicle's points of one day lie scattered over every file and
 row group of the partition, and its track reads the whole partition (236 ms at 100M points in
 month partitions split by cell, where DuckDB over a file written object by object took 24 ms).
-A copy sorted by (object, time) gives each row group a narrow range of objects, so a track reads
-one or two row groups per file (docs/adr/0010).
+A copy sorted by (object, time), in small files, gives each file and row group a narrow range of
+objects: a track opens the files of its object and reads one or two row groups (docs/adr/0010).
 
 The copy is derived, never written by a load or a flush: maintenance (`refresh`) appends the rows
 inserted since the snapshot it last covered, from DuckLake's change feed, and records that
@@ -25,17 +25,19 @@ import duckdb
 
 from citybase.model.dataset import DatasetSpec
 from citybase.sqltext import literal, quote
-from citybase.store.lake import CATALOG, COPIES, Lake, partition_sql
+from citybase.store.lake import CATALOG, COPIES, Lake
 
 __all__ = ["Copies", "keeps_copy", "refresh"]
 
 #: Rows a whole build sorts at a time: one slice of the objects' range, sorted, written, then the
-#: next. Memory stays bounded (100M points in one sort peaked at 9.9 GB), and each slice has files
-#: of its own, disjoint in objects, which DuckLake rules out for a track from their statistics
-#: (30M points: 4M-row slices, track 24.5 ms, build 46.5 s, 1.6 GB; 1M-row slices, 17.0 ms,
-#: 36.3 s, 0.95 GB).
-SLICE_ROWS = 1_000_000
-#: Rows per row group of the copy: a track reads one of them per file it opens.
+#: next, so that memory stays bounded. Each slice is a scan of the whole table. 100M points: in one
+#: sort, peak RSS 9.9 GB; in 8M-row slices, 74 s and 2.5 GB; in 1M-row slices, about 300 s.
+SLICE_ROWS = 8_000_000
+#: The copy's files: each a narrow range of objects, which DuckLake rules out for a track by its
+#: statistics. Not partitioned by time: DuckLake writes one file per partition in an insert,
+#: whatever its size. Measured on 100M points (track p50): 16MB 11.7 ms, 32MB 11.8, 64MB 9.9,
+#: 128MB 9.9; one file per 1M-row slice of a month partition, 9.0 ms.
+COPY_FILE_SIZE = "64MB"
 COPY_ROW_GROUP_ROWS = 16_384
 
 
@@ -92,8 +94,7 @@ def refresh(lake: Lake, name: str) -> int:
 
     From the change feed since the copy's mark; rebuilt whole when it has none, or when that
     snapshot has been forgotten (the feed no longer reaches back to it). Rows are appended
-    sorted by (object, time) in each time partition; the copy's merges keep that order (it is
-    declared SORTED BY).
+    sorted by (object, time); the copy's merges keep that order (it is declared SORTED BY).
     """
     spec = lake.spec(name)
     if not keeps_copy(spec):
@@ -111,9 +112,7 @@ def refresh(lake: Lake, name: str) -> int:
         slices = _slices(lake, source, quote(spec.object_field or ""))
     else:
         source, slices = lake.inserted(name, mark or 0, now), [""]
-    # Partition first: DuckDB's partitioned write keeps the order only where each partition's
-    # rows arrive together (Lake.insert_rows).
-    order = ", ".join([*partition_sql(spec), *_order(spec)])
+    order = ", ".join(_order(spec))
     added = 0
     with lake.transaction() as cur:
         for where in slices:
@@ -149,19 +148,21 @@ def _slices(lake: Lake, source: str, obj: str) -> list[str]:
 
 
 def _create(lake: Lake, spec: DatasetSpec) -> None:
-    """An empty copy table with the dataset table's columns, in its time partitions, sorted by
-    object and time; any earlier copy and its mark dropped first (readers then read the table)."""
+    """An empty copy table with the dataset table's columns, sorted by object and time; any
+    earlier copy and its mark dropped first (readers then read the table)."""
     table, copy = lake.table(spec.name), lake.copy_table(spec.name)
     with lake.transaction() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {copy}")
         cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [spec.name])
         cur.execute(f"CREATE TABLE {copy} AS SELECT * FROM {table} LIMIT 0")
-        parts = partition_sql(spec)
-        if parts:
-            cur.execute(f"ALTER TABLE {copy} SET PARTITIONED BY ({', '.join(parts)})")
     with lake.transaction() as cur:  # (table options only on committed tables)
         cur.execute(f"ALTER TABLE {copy} SET SORTED BY ({', '.join(_order(spec))})")
-        for option, value in (("sort_on_insert", False), ("parquet_row_group_size", COPY_ROW_GROUP_ROWS)):
+        options = {
+            "sort_on_insert": False,
+            "parquet_row_group_size": COPY_ROW_GROUP_ROWS,
+            "target_file_size": COPY_FILE_SIZE,
+        }
+        for option, value in options.items():
             cur.execute(
                 f"CALL {CATALOG}.set_option(?, ?, table_name => ?)",
                 [option, value, lake.copy_name(spec.name)],
