@@ -107,7 +107,6 @@ def refresh(lake: Lake, name: str) -> int:
     whole = mark is None or mark < lake.oldest_snapshot()
     if whole:
         _create(lake, spec)
-    if whole:
         source = f"(SELECT * FROM {lake.table(name)} AT (VERSION => {now}))"
         slices = _slices(lake, source, quote(spec.object_field or ""))
     else:

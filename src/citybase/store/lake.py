@@ -44,6 +44,7 @@ MERGES_PER_COMMIT = 16
 EMBEDDED_CATALOG = "catalog.ducklake"
 LEGACY_CATALOG = "catalog.sqlite"
 
+COPIES = "citybase_copies"
 _SYSTEM_TABLES = {
     "citybase_datasets": "name VARCHAR, spec VARCHAR, created_at TIMESTAMP",
     "citybase_loads": (
@@ -54,9 +55,8 @@ _SYSTEM_TABLES = {
     "citybase_log_marks": "log_id VARCHAR, log_seq BIGINT",
     "citybase_quarantine": ", ".join(f"{n} {sql}" for n, _, sql in QUARANTINE_COLUMNS),
     # Dataset -> the snapshot its copy by object holds every row of (store/by_object.py).
-    "citybase_copies": "dataset VARCHAR, snapshot BIGINT",
+    COPIES: "dataset VARCHAR, snapshot BIGINT",
 }
-COPIES = "citybase_copies"
 #: A dataset's copy by object is the table `<dataset>-by-object` (no dataset name has a '-').
 COPY_SUFFIX = "-by-object"
 
@@ -270,7 +270,7 @@ class Lake:
                 cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [spec.name])
                 cur.execute(f"DELETE FROM {CATALOG}.citybase_datasets WHERE name = ?", [spec.name])
             cur.execute(f"CREATE TABLE {table} ({cols})")
-            parts = partition_sql(spec) + ([quote(TILE)] if _tiled(spec) else [])
+            parts = _partition_sql(spec) + ([quote(TILE)] if _tiled(spec) else [])
             if parts:
                 cur.execute(f"ALTER TABLE {table} SET PARTITIONED BY ({', '.join(parts)})")
             cur.execute(
@@ -358,7 +358,7 @@ class Lake:
             exprs.append(f"{tile_sql(spec.partition_cells)} AS {quote(TILE)}")
             targets.append(quote(TILE))
         select = ", ".join(exprs)
-        order = f" ORDER BY {', '.join([*partition_sql(spec), quote(H3)])}" if H3 in names else ""
+        order = f" ORDER BY {', '.join([*_partition_sql(spec), quote(H3)])}" if H3 in names else ""
         failed = _register_once(cur, "_batch_rows", rows, pa.schema([(n, t) for n, t, _ in read]))
         src, where = "_batch_rows", ""
         try:
@@ -724,7 +724,7 @@ def tile_sql(resolution: int, column: str = quote(H3)) -> str:
     return f"(({column} & {clear}::UBIGINT) | {ones}::UBIGINT)"
 
 
-def partition_sql(spec: DatasetSpec) -> list[str]:
+def _partition_sql(spec: DatasetSpec) -> list[str]:
     """The SQL expressions of the dataset's time partition: its partition keys (create_dataset), and
     the first keys of the order rows are inserted in (insert_rows)."""
     if not spec.time_field or spec.partition == "none":
