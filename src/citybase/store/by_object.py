@@ -35,8 +35,8 @@ __all__ = ["Copies", "keeps_copy", "refresh"]
 SLICE_ROWS = 8_000_000
 #: The copy's files: each a narrow range of objects, which DuckLake rules out for a track by its
 #: statistics. Not partitioned by time: DuckLake writes one file per partition in an insert,
-#: whatever its size. Measured on 100M points (track p50): 16MB 11.7 ms, 32MB 11.8, 64MB 9.9,
-#: 128MB 9.9; one file per 1M-row slice of a month partition, 9.0 ms.
+#: whatever its size. On 100M points, 16 MB to 128 MB files gave a track in 9-12 ms, the same within
+#: the noise (benchmarks/copy_bench.py); 64 MB keeps the files few.
 COPY_FILE_SIZE = "64MB"
 COPY_ROW_GROUP_ROWS = 16_384
 
