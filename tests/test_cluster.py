@@ -161,9 +161,15 @@ def test_two_roots_share_one_postgresql_lake(
         # Maintenance on the PostgreSQL catalog: merged, history forgotten, the files merged away
         # deleted; every row stays, and the shared folder holds just the files the catalog names.
         before = cb.sql(count).column("n")[0].as_py()
+        track = cb.query.track("vehicle_positions", "busy-a")
         done = cb.maintain(timedelta(0))
         assert done.merged > 0 and done.expired > 0 and done.removed > 0
         assert cb.sql(count).column("n")[0].as_py() == before
+        # The copy by object lives in the same catalog; tracks read it, and find the same rows.
+        assert done.copied == before
+        with cb.lake.cursor() as cur:
+            assert cb.query.copies.relation(cur, "vehicle_positions") is not None
+        assert cb.query.track("vehicle_positions", "busy-a").equals(track) and track.num_rows == 5
         named = {shared / rel for _, rel in cb.lake.files_since(0)}
     assert set(shared.rglob("*.parquet")) == named
     assert audit(b / "ledger", lake_root=shared).ok
