@@ -69,7 +69,8 @@ class Copies:
 
     def relation(self, cur: duckdb.DuckDBPyConnection, name: str) -> str | None:
         """The dataset's rows at the current snapshot, read through its copy by object: the copy as
-        of that snapshot and the rows inserted since its mark. None when it has no copy yet."""
+        of that snapshot and the rows inserted since its mark. None when it has no copy yet, or
+        when the snapshot it is marked at has been forgotten (maintenance builds it again)."""
         if not keeps_copy(self.lake.spec(name)):
             return None
         now = self.lake.snapshot(cur)
@@ -79,6 +80,8 @@ class Copies:
             mark = hit[1]
         else:
             mark = _mark(cur, name, now)
+            if mark is not None and mark < self.lake.oldest_snapshot():
+                mark = None  # its change feed no longer reaches back (history expired by hand)
             with self._lock:
                 self._marks[name] = (now, mark)
         if mark is None:

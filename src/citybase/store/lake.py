@@ -565,7 +565,12 @@ class Lake:
 
     def oldest_snapshot(self) -> int:
         """The first snapshot still kept: change feeds (`inserted`) can start from it, not before."""
-        row = self.con.cursor().execute(f"SELECT min(snapshot_id) FROM {CATALOG}.snapshots()").fetchone()
+        # (DuckLake's metadata table, as `snapshot` reads: 0.3 ms, where `snapshots()` takes 2.3.)
+        row = (
+            self.con.cursor()
+            .execute(f"SELECT min(snapshot_id) FROM __ducklake_metadata_{CATALOG}.ducklake_snapshot")
+            .fetchone()
+        )
         return int(row[0]) if row and row[0] is not None else -1
 
     def file_mark(self) -> int:
