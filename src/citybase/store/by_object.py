@@ -50,12 +50,16 @@ def _order(spec: DatasetSpec) -> list[str]:
     return [quote(c) for c in (spec.object_field, spec.time_field) if c]
 
 
-def _mark(cur: duckdb.DuckDBPyConnection, name: str, snapshot: int) -> int | None:
+def _mark(lake: Lake, cur: duckdb.DuckDBPyConnection, name: str, snapshot: int) -> int | None:
+    """The snapshot the dataset's copy held every row of, as of `snapshot`; None when it has no
+    copy, or when that snapshot has been forgotten (by other means than `CityBase.maintain`,
+    which keeps it): the change feed no longer reaches back to it."""
     row = cur.execute(
         f"SELECT max(snapshot) FROM {CATALOG}.{COPIES} AT (VERSION => {int(snapshot)}) WHERE dataset = ?",
         [name],
     ).fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+    mark = int(row[0]) if row and row[0] is not None else None
+    return None if mark is None or mark < lake.oldest_snapshot() else mark
 
 
 class Copies:
@@ -79,9 +83,7 @@ class Copies:
         if hit is not None and hit[0] == now:
             mark = hit[1]
         else:
-            mark = _mark(cur, name, now)
-            if mark is not None and mark < self.lake.oldest_snapshot():
-                mark = None  # its change feed no longer reaches back (history expired by hand)
+            mark = _mark(self.lake, cur, name, now)
             with self._lock:
                 self._marks[name] = (now, mark)
         if mark is None:
@@ -104,16 +106,15 @@ def refresh(lake: Lake, name: str) -> int:
         return 0
     now = lake.snapshot()
     with lake.cursor() as cur:
-        mark = _mark(cur, name, now)
+        mark = _mark(lake, cur, name, now)
     if mark is not None and mark >= now:
         return 0
-    whole = mark is None or mark < lake.oldest_snapshot()
-    if whole:
+    if mark is None:
         _create(lake, spec)
         source = f"(SELECT * FROM {lake.table(name)} AT (VERSION => {now}))"
         slices = _slices(lake, source, quote(spec.object_field or ""))
     else:
-        source, slices = lake.inserted(name, mark or 0, now), [""]
+        source, slices = lake.inserted(name, mark, now), [""]
     order = ", ".join(_order(spec))
     added = 0
     with lake.transaction() as cur:
@@ -136,7 +137,7 @@ def _slices(lake: Lake, source: str, obj: str) -> list[str]:
         if n <= 1:
             return [""]
         sample = cur.execute(
-            f"SELECT DISTINCT quantile_disc({obj}, [{', '.join(str(i / n) for i in range(1, n))}]) "
+            f"SELECT quantile_disc({obj}, [{', '.join(str(i / n) for i in range(1, n))}]) "
             f"FROM (SELECT {obj} FROM {source} USING SAMPLE 100000 ROWS)"
         ).fetchone()
         bounds = sorted(set(sample[0])) if sample and sample[0] else []
