@@ -7,9 +7,11 @@ holds each row once, in (object, time) order; forgetting history never forces a 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -200,6 +202,34 @@ def test_history_forgotten_behind_the_copys_back(tmp_path: Path, pings: pd.DataF
         cb.flush()
         cb.sql("CALL ducklake_expire_snapshots('lake', older_than => now()::TIMESTAMPTZ)")
         check_tracks(cb, pings)
+        assert cb.maintain().copied == len(pings)
+        assert sorted(copy_rows(cb).rid) == sorted(pings.rid)
+        check_tracks(cb, pings)
+
+
+def test_a_build_cut_short_is_not_read_and_starts_again(
+    tmp_path: Path, pings: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole build commits slice by slice; one that fails midway leaves no mark, so tracks
+    read the table, and the next maintenance builds the copy again from the start."""
+    real = by_object._slices
+    monkeypatch.setattr(by_object, "_slices", lambda *a: ["WHERE obj < 'v05'", "WHERE no_such_column"])
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(PINGS)
+        cb.ingest("pings", to_rows(pings, lon="x", lat="y"))
+        cb.flush()
+        with pytest.raises(duckdb.Error):
+            cb.maintain()
+        assert 0 < len(copy_rows(cb)) < len(pings)  # the first slice landed, and is in the ledger
+        cb.ledger.integrate()
+        facts = [json.loads(cb.ledger.entry(i))["data"] for i in range(cb.ledger.checkpoint().size)]
+        listed = {f["path"] for d in facts for f in d.get("files", [])}
+        lake = tmp_path / "base" / "lake"
+        assert {Path(f).relative_to(lake).as_posix() for f, _ in _copy_files(cb)} <= listed
+        with cb.lake.cursor() as cur:
+            assert cb.query.copies.relation(cur, "pings") is None
+        check_tracks(cb, pings)
+        monkeypatch.setattr(by_object, "_slices", real)
         assert cb.maintain().copied == len(pings)
         assert sorted(copy_rows(cb).rid) == sorted(pings.rid)
         check_tracks(cb, pings)

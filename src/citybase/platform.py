@@ -405,10 +405,14 @@ class CityBase:
         """
         with self._maintain_lock:
             snapshot, before = self.lake.snapshot(), self.lake.file_mark()
-            merged = self.lake.merge_small_files(progress)
-            copied = sum(refresh_copy(self.lake, name) for name in self.lake.datasets)
-            if merged or copied:
-                self._record_ingest([{"batch": f"merge-{snapshot}", "rows": 0}], self._lake_files(before))
+            try:
+                merged = self.lake.merge_small_files(progress)
+                copied = sum(refresh_copy(self.lake, name) for name in self.lake.datasets)
+            finally:
+                # What was committed is listed even when a later step fails (each commits apart).
+                files = self._lake_files(before)
+                if files:
+                    self._record_ingest([{"batch": f"merge-{snapshot}", "rows": 0}], files)
             if keep is None:
                 return Maintenance(merged, copied, 0, 0, 0)
             cutoff = datetime.now(UTC) - keep

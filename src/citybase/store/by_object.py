@@ -117,14 +117,17 @@ def refresh(lake: Lake, name: str) -> int:
         source, slices = lake.inserted(name, mark, now), [""]
     order = ", ".join(_order(spec))
     added = 0
-    with lake.transaction() as cur:
-        for where in slices:
+    # One commit per slice: flushes wait for one slice's sort, not for the whole build. Until the
+    # last commit sets the mark, readers read the table, and a build cut short starts again whole.
+    for n, where in enumerate(slices, 1):
+        with lake.transaction() as cur:
             got = cur.execute(
                 f"INSERT INTO {lake.copy_table(name)} SELECT * FROM {source} {where} ORDER BY {order}"
             ).fetchone()
             added += int(got[0]) if got else 0
-        cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [name])
-        cur.execute(f"INSERT INTO {CATALOG}.{COPIES} VALUES (?, ?)", [name, now])
+            if n == len(slices):
+                cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [name])
+                cur.execute(f"INSERT INTO {CATALOG}.{COPIES} VALUES (?, ?)", [name, now])
     return added
 
 
