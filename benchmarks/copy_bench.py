@@ -40,8 +40,7 @@ def main() -> None:
 
     cb = CityBase.open(args.folder / "cb", threads=2, memory_limit=args.memory_limit)
     with cb.lake.transaction() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {cb.lake.copy_table('gps')}")
-        cur.execute("DELETE FROM lake.citybase_copies WHERE dataset = 'gps'")
+        cb.lake.drop_copy(cur, "gps")
     t = time.perf_counter()
     rows = by_object.refresh(cb.lake, "gps")
     build = time.perf_counter() - t

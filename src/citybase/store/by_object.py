@@ -158,8 +158,7 @@ def _create(lake: Lake, spec: DatasetSpec) -> None:
     earlier copy and its mark dropped first (readers then read the table)."""
     table, copy = lake.table(spec.name), lake.copy_table(spec.name)
     with lake.transaction() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {copy}")
-        cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [spec.name])
+        lake.drop_copy(cur, spec.name)
         cur.execute(f"CREATE TABLE {copy} AS SELECT * FROM {table} LIMIT 0")
     with lake.transaction() as cur:  # (table options only on committed tables)
         cur.execute(f"ALTER TABLE {copy} SET SORTED BY ({', '.join(_order(spec))})")

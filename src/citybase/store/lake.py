@@ -239,6 +239,12 @@ class Lake:
         """The copy's fully qualified table name, for SQL."""
         return f"{CATALOG}.{quote(self.copy_name(name))}"
 
+    def drop_copy(self, cur: duckdb.DuckDBPyConnection, name: str) -> None:
+        """In the open transaction: drop the dataset's copy by object and forget its mark, so
+        that readers read the table until a copy is built again."""
+        cur.execute(f"DROP TABLE IF EXISTS {self.copy_table(name)}")
+        cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [name])
+
     def inserted(self, name: str, since: int, until: int) -> str:
         """The rows inserted into the dataset's table after snapshot `since` up to `until`, as a
         SQL relation (DuckLake's change feed: merges and rewrites are not insertions)."""
@@ -266,8 +272,7 @@ class Lake:
             table = f"{CATALOG}.{quote(spec.name)}"
             if old is not None:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
-                cur.execute(f"DROP TABLE IF EXISTS {self.copy_table(spec.name)}")
-                cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [spec.name])
+                self.drop_copy(cur, spec.name)
                 cur.execute(f"DELETE FROM {CATALOG}.citybase_datasets WHERE name = ?", [spec.name])
             cur.execute(f"CREATE TABLE {table} ({cols})")
             parts = _partition_sql(spec) + ([quote(TILE)] if _tiled(spec) else [])
