@@ -220,15 +220,14 @@ class TrackQueries(QueryCore):
         >>> [str(v) for v in t.column("t").to_pylist()]
         ['2024-05-01 08:01:00', '2024-05-01 08:02:00']
         """
-        src = self.source(dataset, scope)
-        of, tf = self._need_track_fields(src)
-        where = [f"{quote(of)} = {self._object_literal(src, object_id)}", *self.time_where(src, start, end)]
         with self.cursor() as cur:
-            # The same rows through the copy sorted by object, where the dataset has one: the
-            # object's row groups only, not every row group of the window's partitions.
-            copy = self.copies.relation(cur, dataset)
-            if copy is not None:
-                src = self.source(dataset, scope, table=copy)
+            # The same rows through the copy sorted by object, where the dataset has one (None:
+            # the table): the object's row groups only, not every row group of the window's
+            # partitions.
+            src = self.source(dataset, scope, table=self.copies.relation(cur, dataset))
+            of, tf = self._need_track_fields(src)
+            where = [f"{quote(of)} = {self._object_literal(src, object_id)}"]
+            where += self.time_where(src, start, end)
             return cur.execute(
                 f'SELECT * FROM {src.sql} AS s WHERE {" AND ".join(where)} ORDER BY {quote(tf)}, "lon", "lat"'
             ).to_arrow_table()
