@@ -23,7 +23,7 @@ from pathlib import Path
 from citybase import CityBase
 from citybase.query.scope import ReadScope
 from citybase.store import by_object
-from citybase.store.engine import connect
+from citybase.store.engine import arrow_table, connect
 
 FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
 
@@ -84,10 +84,10 @@ def main() -> None:
 
     peer = f"SELECT * FROM {plain} WHERE object_id = {{}} AND {window} ORDER BY ts"
     for o in objects:  # warm both, and check they agree
-        want = duck.execute(peer.format(o)).to_arrow_table()
+        want = arrow_table(duck, peer.format(o))
         assert cb.query.track("gps", o, *day, scope=scope).to_pylist() == want.select(FIELDS).to_pylist(), o
     ours = p50(lambda o: cb.query.track("gps", o, *day, scope=scope))
-    theirs = p50(lambda o: duck.execute(peer.format(o)).to_arrow_table())
+    theirs = p50(lambda o: arrow_table(duck, peer.format(o)))
     print(
         f"B3 track p50 over objects {objects}: citybase {ours:.1f} ms, DuckDB {theirs:.1f} ms "
         f"({theirs / ours:.1f}x)"

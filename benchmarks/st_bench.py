@@ -36,7 +36,7 @@ from citybase import CityBase
 from citybase.model.city import Level
 from citybase.places.city import City, Layer
 from citybase.query.scope import ReadScope
-from citybase.store.engine import connect
+from citybase.store.engine import arrow_table, connect
 
 THREADS = 2
 SPEC: dict[str, Any] = {
@@ -385,42 +385,45 @@ def main() -> None:
         ).fetchall()
         obj = int(per_object[len(per_object) // 2][0]) if per_object else int(first.column(1)[0].as_py())
         # The peer returns the file's 5 columns; citybase is asked for the same ones (a reader's
-        # scope), and once more for all its stored columns (place keys and provenance too).
+        # scope), and once more for all its stored columns (place keys and provenance too). Both
+        # fetch through DuckDB's parallel Arrow collector (`arrow_table`), as citybase's ranges do.
         same = ReadScope(fields=[f["name"] for f in SPEC["fields"]])
         qs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
             "B1 bbox": (
                 lambda: q.bbox("gps", box, scope=same),
-                lambda: duck.execute(f"SELECT * FROM {src} WHERE {bx}").to_arrow_table(),
+                lambda: arrow_table(duck, f"SELECT * FROM {src} WHERE {bx}"),
             ),
             "B1 bbox, all 17 columns": (
                 lambda: q.bbox("gps", box),
-                lambda: duck.execute(f"SELECT * FROM {src} WHERE {bx}").to_arrow_table(),
+                lambda: arrow_table(duck, f"SELECT * FROM {src} WHERE {bx}"),
             ),
             "B2 bbox+day": (
                 lambda: q.range("gps", box, *day, scope=same),
-                lambda: duck.execute(f"SELECT * FROM {src} WHERE {bx} AND {tw}").to_arrow_table(),
+                lambda: arrow_table(duck, f"SELECT * FROM {src} WHERE {bx} AND {tw}"),
             ),
             "B3 track": (
                 lambda: q.track("gps", obj, *day, scope=same),
-                lambda: duck.execute(
-                    f"SELECT * FROM {src} WHERE object_id = {obj} AND {tw} ORDER BY ts"
-                ).to_arrow_table(),
+                lambda: arrow_table(
+                    duck, f"SELECT * FROM {src} WHERE object_id = {obj} AND {tw} ORDER BY ts"
+                ),
             ),
             "B4 knn k=10": (
                 lambda: q.nearest("gps", cx, cy, 10, scope=same),
                 # ST_Distance_Sphere takes (lat, lon) points.
-                lambda: duck.execute(
+                lambda: arrow_table(
+                    duck,
                     f"SELECT *, ST_Distance_Sphere(ST_Point(lat, lon), ST_Point({cy}, {cx})) AS d FROM {src} "
-                    "ORDER BY d LIMIT 10"
-                ).to_arrow_table(),
+                    "ORDER BY d LIMIT 10",
+                ),
             ),
             "B5 per district per hour (1 day)": (
                 lambda: q.counts_by_place("gps", "district", *day, every="1h"),
-                lambda: duck.execute(
+                lambda: arrow_table(
+                    duck,
                     f"SELECT d.code, time_bucket(INTERVAL 1 HOUR, p.ts) AS h, count(*) FROM {src} p "
                     f"JOIN d ON ST_Contains(d.geom, ST_Point(p.lon, p.lat)) WHERE {tw.replace('ts', 'p.ts')} "
-                    "GROUP BY ALL"
-                ).to_arrow_table(),
+                    "GROUP BY ALL",
+                ),
             ),
         }
         hour = "time_bucket(INTERVAL 1 HOUR, ts)"
@@ -428,24 +431,23 @@ def main() -> None:
             "B6 H3 res 8 x hour (1 day)": (
                 lambda: q.h3_bins("gps", 8, *day, every="1h"),
                 # No H3 in DuckDB offline: its peer bins on a square grid of about the same cells.
-                lambda: duck.execute(
+                lambda: arrow_table(
+                    duck,
                     f"SELECT floor(lon / 0.008) AS gx, floor(lat / 0.006) AS gy, {hour} AS h, count(*) "
-                    f"FROM {src} WHERE {tw} GROUP BY ALL"
-                ).to_arrow_table(),
+                    f"FROM {src} WHERE {tw} GROUP BY ALL",
+                ),
             ),
             "B7 trips of every object (1 day)": (
                 lambda: q.trajectories("gps", *day)[0],
-                lambda: duck.execute(trips_sql(src, tw)).to_arrow_table(),
+                lambda: arrow_table(duck, trips_sql(src, tw)),
             ),
             "B8 3 nearest objects, +-5 min": (
                 lambda: q.nearest_join("events", "gps", k=3, time_tolerance="5min"),
-                lambda: duck.execute(knn_join_sql(f"read_parquet('{events}')", src, 3, 5)).to_arrow_table(),
+                lambda: arrow_table(duck, knn_join_sql(f"read_parquet('{events}')", src, 3, 5)),
             ),
             "B8 3 nearest objects, any time": (
                 lambda: q.nearest_join("events", "gps", k=3),
-                lambda: duck.execute(
-                    knn_join_sql(f"read_parquet('{events}')", src, 3, None)
-                ).to_arrow_table(),
+                lambda: arrow_table(duck, knn_join_sql(f"read_parquet('{events}')", src, 3, None)),
             ),
         }
         if args.queries:

@@ -31,6 +31,7 @@ from citybase.query._sql import TimeLike, literal, membership, parse_time, quote
 from citybase.query.prune import BBox, cover_ranges
 from citybase.query.scope import OPEN, ReadScope, ScopeError
 from citybase.store.by_object import Copies
+from citybase.store.engine import arrow_table
 from citybase.store.files import DirectFiles, DirectScan
 from citybase.store.lake import Lake
 
@@ -243,10 +244,10 @@ class QueryCore:
             if direct is not None:
                 direct = self.narrow(cur, direct, scope, box, start, end)
                 try:
-                    return cur.execute(sql(direct.sql, self.window_span(cur, direct, scope))).to_arrow_table()
+                    return arrow_table(cur, sql(direct.sql, self.window_span(cur, direct, scope)))
                 except duckdb.IOException:
                     self.files.forget(dataset)
-            return cur.execute(sql(None, None)).to_arrow_table()
+            return arrow_table(cur, sql(None, None))
 
     # -- common predicates --------------------------------------------------------------------
 
@@ -302,7 +303,7 @@ class QueryCore:
 
     def run(self, sql: str, *, late_materialization: bool = True) -> pa.Table:
         with self.cursor(late_materialization=late_materialization) as cur:
-            return cur.execute(sql).to_arrow_table()
+            return arrow_table(cur, sql)
 
 
 def _ceil_date(t: datetime) -> datetime:

@@ -33,6 +33,7 @@ from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine, interval, l
 from citybase.query.core import QueryCore, Source
 from citybase.query.prune import circle_bbox
 from citybase.query.scope import ReadScope
+from citybase.store.engine import arrow_table
 
 #: First radius of a B4 search with no history, and of B8's where no density is known, metres.
 FIRST_RADIUS_M = 250.0
@@ -221,10 +222,11 @@ class NearestQueries(QueryCore):
                 self._join_pass(cur, ob, obj_key, tol, banded, k, final)
             ev_cols = ", ".join(f"e.{quote(c)}" for c in ev.columns)
             ob_cols = ", ".join(f"h.{quote(c)} AS {quote('object_' + c)}" for c in ob.columns)
-            out = cur.execute(
+            out = arrow_table(
+                cur,
                 f"SELECT {ev_cols}, e._event, h.rank, h.distance_m, {ob_cols} "
-                "FROM _ev AS e LEFT JOIN _hits AS h USING (_event) ORDER BY e._event, h.rank"
-            ).to_arrow_table()
+                "FROM _ev AS e LEFT JOIN _hits AS h USING (_event) ORDER BY e._event, h.rank",
+            )
             cur.execute("ROLLBACK")
         return out
 
