@@ -19,6 +19,7 @@ from citybase.fusion.features import AddressContext
 from citybase.fusion.geocode import Reference
 from citybase.model.dataset import DatasetSpec
 from citybase.sqltext import literal, quote
+from citybase.store.engine import arrow_table
 
 if TYPE_CHECKING:
     from citybase.platform import CityBase
@@ -77,7 +78,7 @@ def feed_records(
                     f"SELECT * FROM ({sql}) AS r WHERE {SOURCE} || '|' || {RECORD_ID}"
                     " NOT IN (SELECT uid FROM _fusion_known)"
                 )
-            parts.append(cur.execute(sql + f" ORDER BY {RECORD_ID}").to_arrow_table())
+            parts.append(arrow_table(cur, sql + f" ORDER BY {RECORD_ID}"))
     finally:
         cur.close()
     return pa.concat_tables(parts)

@@ -34,6 +34,7 @@ from citybase.errors import InputError
 from citybase.query._sql import quote
 from citybase.query.core import QueryCore
 from citybase.query.scope import ReadScope, ScopeError
+from citybase.store.engine import arrow_table
 
 SCHEMA = "city"
 #: The lake connection's own (in-memory) database, which holds the `city` schema (store/engine.py).
@@ -90,16 +91,18 @@ class SqlQueries(QueryCore):
         [{'code': 'A', 'n': 4}, {'code': 'B', 'n': 20}]
         """
         with self.cursor() as cur:
+            select = True
             try:
                 tables, ctes, table_function = referenced_tables(cur, query)
             except InputError:
                 if scopes is not None:
                     raise
                 # A trusted caller may run any statement; it gets every view.
+                select = False
                 tables, ctes, table_function = [("", SCHEMA, n) for n in self.lake.datasets], set(), False
             wanted = self._check(tables, ctes, table_function, scopes)
             self._make_views(cur, wanted, scopes)
-            return cur.execute(query).to_arrow_table()
+            return arrow_table(cur, query) if select else cur.execute(query).to_arrow_table()
 
     def _check(
         self,
