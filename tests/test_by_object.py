@@ -57,7 +57,10 @@ def pings() -> pd.DataFrame:
     return make_pings(np.random.default_rng(7), objects=12, per=400)
 
 
-def test_tracks_read_the_copy_and_the_rows_since_its_mark(tmp_path: Path, pings: pd.DataFrame) -> None:
+def test_tracks_read_the_copy_and_the_rows_since_its_mark(
+    tmp_path: Path, pings: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(by_object, "REBUILD_SHARE", 2.0)  # appends only, however many
     first, second = pings.iloc[: len(pings) // 2], pings.iloc[len(pings) // 2 :]
     with CityBase.open(tmp_path / "base") as cb:
         cb.declare(PINGS)
@@ -112,7 +115,10 @@ def test_the_copy_is_sorted_by_object_and_time(tmp_path: Path) -> None:
     assert len(objects) >= 3 and sum(objects) <= 40 + len(objects) - 1, objects
 
 
-def test_forgetting_history_keeps_the_copy_incremental(tmp_path: Path, pings: pd.DataFrame) -> None:
+def test_forgetting_history_keeps_the_copy_incremental(
+    tmp_path: Path, pings: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(by_object, "REBUILD_SHARE", 5.0)  # appends only, however many
     root = tmp_path / "base"
     parts = split(pings, 3)
     with CityBase.open(root) as cb:
@@ -183,9 +189,10 @@ def test_a_whole_build_sorts_slices_of_objects(
     assert all(h < n for h, n in zip(hi, lo[1:], strict=False)), spans
 
 
-def _copy_files(cb: CityBase) -> list[tuple[str, str | None]]:
+def _copy_files(cb: CityBase, *, building: bool = False) -> list[tuple[str, str | None]]:
     return cb.lake.con.execute(
-        "SELECT data_file, delete_file FROM ducklake_list_files('lake', 'pings-by-object')"
+        "SELECT data_file, delete_file FROM ducklake_list_files('lake', ?)",
+        [cb.lake.copy_name("pings", building=building)],
     ).fetchall()
 
 
@@ -220,12 +227,15 @@ def test_a_build_cut_short_is_not_read_and_starts_again(
         cb.flush()
         with pytest.raises(duckdb.Error):
             cb.maintain()
-        assert 0 < len(copy_rows(cb)) < len(pings)  # the first slice landed, and is in the ledger
+        # The first slice landed in the build's own table, and is in the ledger.
+        building = cb.sql(f"SELECT rid FROM {cb.lake.copy_table('pings', building=True)}")
+        assert 0 < building.num_rows < len(pings)
         cb.ledger.integrate()
         facts = [json.loads(cb.ledger.entry(i))["data"] for i in range(cb.ledger.checkpoint().size)]
         listed = {f["path"] for d in facts for f in d.get("files", [])}
         lake = tmp_path / "base" / "lake"
-        assert {Path(f).relative_to(lake).as_posix() for f, _ in _copy_files(cb)} <= listed
+        built = _copy_files(cb, building=True)
+        assert built and {Path(f).relative_to(lake).as_posix() for f, _ in built} <= listed
         with cb.lake.cursor() as cur:
             assert cb.query.copies.relation(cur, "pings") is None
         check_tracks(cb, pings)
@@ -233,3 +243,44 @@ def test_a_build_cut_short_is_not_read_and_starts_again(
         assert cb.maintain().copied == len(pings)
         assert sorted(copy_rows(cb).rid) == sorted(pings.rid)
         check_tracks(cb, pings)
+
+
+def test_a_copy_outgrown_by_its_appends_is_built_again_beside_the_one_in_use(
+    tmp_path: Path, pings: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends span every object (each one more file a track opens): past REBUILD_SHARE of the
+    last build, the next maintenance builds the copy whole, in a table of its own, while tracks
+    keep reading the copy in use; a rebuild cut short leaves that copy in use."""
+    base, more, late = pings.iloc[:3000], pings.iloc[3000:3400], pings.iloc[3400:]
+    with CityBase.open(tmp_path / "base") as cb:
+        cb.declare(PINGS)
+        cb.ingest("pings", to_rows(base, lon="x", lat="y"))
+        cb.flush()
+        assert cb.maintain().copied == len(base)
+        cb.ingest("pings", to_rows(more, lon="x", lat="y"))  # 13% of the build: appended
+        cb.flush()
+        assert cb.maintain().copied == len(more)
+        cb.ingest("pings", to_rows(late, lon="x", lat="y"))
+        cb.flush()
+        # Past the share: the next maintenance builds again. Cut short, the copy in use serves.
+        real = by_object._slices
+        monkeypatch.setattr(by_object, "_slices", lambda *a: ["WHERE obj < 'v05'", "WHERE no_such_column"])
+        with pytest.raises(duckdb.Error):
+            cb.maintain()
+        with cb.lake.cursor() as cur:
+            assert cb.query.copies.relation(cur, "pings") is not None
+        assert len(copy_rows(cb)) == len(base) + len(more)
+        check_tracks(cb, pings)
+        # Whole, it takes the copy's place: every row once, the build recorded, appends again next.
+        monkeypatch.setattr(by_object, "_slices", real)
+        assert cb.maintain().copied == len(pings)
+        assert sorted(copy_rows(cb).rid) == sorted(pings.rid)
+        assert cb.sql("SELECT built FROM lake.citybase_copies").column(0).to_pylist() == [len(pings)]
+        tables = cb.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").column(0)
+        assert cb.lake.copy_name("pings", building=True) not in tables.to_pylist()
+        check_tracks(cb, pings)
+        extra = make_pings(np.random.default_rng(9), objects=3, per=50).assign(rid=lambda d: d.rid + 10**6)
+        cb.ingest("pings", to_rows(extra, lon="x", lat="y"))
+        cb.flush()
+        assert cb.maintain().copied == len(extra)
+        check_tracks(cb, pd.concat([pings, extra]))

@@ -13,6 +13,7 @@ All writes funnel through one `Lake` object and one lock (HOUSE_STYLE 5); reads 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import sqlite3
@@ -39,6 +40,12 @@ ROW_GROUP_ROWS = 16_384
 #: Merged files written per transaction by `merge_small_files`: each is a sort of its inputs, and
 #: a table split by cell (ADR 0006) has hundreds of partitions to merge after a large load.
 MERGES_PER_COMMIT = 16
+#: Size bands of a merge (bytes): files are merged only with files of their own band, [0, 128 KB),
+#: [128 KB, 1 MB), [1, 8 MB), [8, 32 MB), and files of 32 MB or more never again (docs/adr/0011;
+#: below the copies by object's 64 MB files, which DuckLake writes at 63-65 MB). DuckLake's own
+#: default merges every file under its target size (512 MB): a partition's large file was
+#: rewritten whole for a few new rows at every maintenance.
+MERGE_BANDS: tuple[int, ...] = (128 << 10, 1 << 20, 8 << 20, 32 << 20)
 #: The embedded catalog's file in a platform's root (ADR 0007), and the SQLite one roots made
 #: before it have.
 EMBEDDED_CATALOG = "catalog.ducklake"
@@ -55,10 +62,13 @@ _SYSTEM_TABLES = {
     "citybase_log_marks": "log_id VARCHAR, log_seq BIGINT",
     "citybase_quarantine": ", ".join(f"{n} {sql}" for n, _, sql in QUARANTINE_COLUMNS),
     # Dataset -> the snapshot its copy by object holds every row of (store/by_object.py).
-    COPIES: "dataset VARCHAR, snapshot BIGINT",
+    # A copy's mark (the snapshot it holds every row of), and the rows its last whole build wrote.
+    COPIES: "dataset VARCHAR, snapshot BIGINT, built BIGINT",
 }
-#: A dataset's copy by object is the table `<dataset>-by-object` (no dataset name has a '-').
+#: A dataset's copy by object is the table `<dataset>-by-object` (no dataset name has a '-'); a
+#: whole build writes `<dataset>-by-object-next`, renamed to it when done.
 COPY_SUFFIX = "-by-object"
+NEXT_SUFFIX = "-next"
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,8 @@ class Lake:
             cur.execute(f"CALL {CATALOG}.set_option('data_inlining_row_limit', 0)")
             for name, cols in _SYSTEM_TABLES.items():
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG}.{name} ({cols})")
+            # (lakes made before copies recorded their builds)
+            cur.execute(f"ALTER TABLE {CATALOG}.{COPIES} ADD COLUMN IF NOT EXISTS built BIGINT")
         with self.transaction() as cur:  # (a table's options cannot be set in its creating transaction)
             # The watermark is rewritten by every flush: one row, kept in the catalog, not a file.
             for name in ("citybase_watermark", "citybase_log_marks", COPIES):
@@ -230,19 +242,21 @@ class Lake:
         self.spec(name)
         return f"{CATALOG}.{quote(name)}"
 
-    def copy_name(self, name: str) -> str:
-        """The name of the table holding the dataset's copy by object (store/by_object.py)."""
+    def copy_name(self, name: str, *, building: bool = False) -> str:
+        """The name of the table holding the dataset's copy by object (store/by_object.py); with
+        `building`, of the one a whole build writes before it takes the copy's place."""
         self.spec(name)
-        return name + COPY_SUFFIX
+        return name + COPY_SUFFIX + (NEXT_SUFFIX if building else "")
 
-    def copy_table(self, name: str) -> str:
+    def copy_table(self, name: str, *, building: bool = False) -> str:
         """The copy's fully qualified table name, for SQL."""
-        return f"{CATALOG}.{quote(self.copy_name(name))}"
+        return f"{CATALOG}.{quote(self.copy_name(name, building=building))}"
 
     def drop_copy(self, cur: duckdb.DuckDBPyConnection, name: str) -> None:
-        """In the open transaction: drop the dataset's copy by object and forget its mark, so
-        that readers read the table until a copy is built again."""
+        """In the open transaction: drop the dataset's copy by object (and any build of one under
+        way) and forget its mark, so that readers read the table until a copy is built again."""
         cur.execute(f"DROP TABLE IF EXISTS {self.copy_table(name)}")
+        cur.execute(f"DROP TABLE IF EXISTS {self.copy_table(name, building=True)}")
         cur.execute(f"DELETE FROM {CATALOG}.{COPIES} WHERE dataset = ?", [name])
 
     def inserted(self, name: str, since: int, until: int) -> str:
@@ -488,9 +502,11 @@ class Lake:
         `progress(table, files)` is called after each commit, with the files it merged.
 
         Reads slow down with every file a table has (each is opened and its footer read), and a
-        server flushing every second writes thousands a day. One table per transaction, so a
-        flush waits for one table's merge at most, never for all of them. The merged-away files
-        stay on disk (time travel and the ledger's audit still find them) until snapshots expire.
+        server flushing every second writes thousands a day. Files merge only with files of their
+        own size band (MERGE_BANDS), so a trickle of rows costs what it adds, not what its
+        partition holds. One table per transaction, so a flush waits for one table's merge at
+        most, never for all of them. The merged-away files stay on disk (time travel and the
+        ledger's audit still find them) until snapshots expire.
         """
         merged = 0
         for name in self._specs:
@@ -503,18 +519,21 @@ class Lake:
         }
         copies = [self.copy_name(n) for n in self._specs if self.copy_name(n) in tables]
         for name in [*self._specs, *copies, *_SYSTEM_TABLES]:
-            while True:  # a few partitions per transaction: memory bounded by them, not the table
-                with self.transaction() as cur:
-                    rows = cur.execute(
-                        f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?, max_compacted_files => ?)",
-                        [name, MERGES_PER_COMMIT],
-                    ).fetchall()
-                done = sum(int(r[2]) for r in rows)
-                merged += done
-                if progress is not None:
-                    progress(name, done)
-                if len(rows) < MERGES_PER_COMMIT or not done:
-                    break
+            # Smallest band first: what it merges may join the next band's files in this same call.
+            for lo, hi in itertools.pairwise((0, *MERGE_BANDS)):
+                while True:  # a few partitions per transaction: memory bounded by them, not the table
+                    with self.transaction() as cur:
+                        rows = cur.execute(
+                            f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?, max_compacted_files => ?, "
+                            "min_file_size => ?, max_file_size => ?)",
+                            [name, MERGES_PER_COMMIT, lo, hi],
+                        ).fetchall()
+                    done = sum(int(r[2]) for r in rows)
+                    merged += done
+                    if progress is not None:
+                        progress(name, done)
+                    if len(rows) < MERGES_PER_COMMIT or not done:
+                        break
         return merged
 
     def expire_snapshots(self, older_than: datetime) -> int:

@@ -1,0 +1,164 @@
+"""Maintenance under steady ingest: what each merge rewrites, by size band or as DuckLake merges.
+
+    python benchmarks/maintain_bench.py --points 10000000 --batches 12 --batch-rows 20000
+
+A lake of N points (month partitions split by H3 cell 7, as st_bench.py's goals run), loaded and
+maintained once, is copied twice. On each copy the same batches of new points (other objects'
+positions over the same days) are loaded, each followed by a maintenance, as a server's
+maintainer runs every few minutes between flushes. One copy merges as citybase does (files only
+with files of their own size band, `store/lake.py` MERGE_BANDS, docs/adr/0011); the other as
+DuckLake does by default (every file under its target size, 512 MB, is a candidate), which was
+citybase's way before. Printed per policy: maintenance time per batch, megabytes written by the
+merges (the table and its copy by object), files in the table, and B1 and B3 afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from citybase import CityBase
+from citybase.query.scope import ReadScope
+from citybase.sim import iter_gps_points
+from citybase.store import lake as lake_module
+from citybase.store.lake import CATALOG, MERGES_PER_COMMIT, Lake
+from st_bench import SPEC, THREADS, bench_city, make_data
+
+FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
+
+
+def ducklake_merge(lake: Lake, progress: Callable[[str, int], None] | None = None) -> int:
+    """The peer: `Lake.merge_small_files` as it was, with DuckLake's default candidates."""
+    merged = 0
+    names = [*lake.datasets, *(lake.copy_name(n) for n in lake.datasets), *lake_module._SYSTEM_TABLES]
+    for name in names:
+        while True:
+            with lake.transaction() as cur:
+                rows = cur.execute(
+                    f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?, max_compacted_files => ?)",
+                    [name, MERGES_PER_COMMIT],
+                ).fetchall()
+            done = sum(int(r[2]) for r in rows)
+            merged += done
+            if len(rows) < MERGES_PER_COMMIT or not done:
+                break
+    return merged
+
+
+def files(cb: CityBase) -> dict[str, tuple[str, int]]:
+    """The gps table's and its copy's files: path -> (table, size)."""
+    out: dict[str, tuple[str, int]] = {}
+    with cb.lake.cursor() as cur:
+        for table in ("gps", cb.lake.copy_name("gps")):
+            for path, size in cur.execute(
+                f"SELECT data_file, data_file_size_bytes FROM ducklake_list_files('{CATALOG}', ?)", [table]
+            ).fetchall():
+                out[path] = (table, int(size))
+    return out
+
+
+def p50(f: Callable[[], Any], reps: int) -> float:
+    f()
+    xs = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        xs.append((time.perf_counter() - t) * 1000)
+    return statistics.median(xs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=10_000_000)
+    ap.add_argument("--batches", type=int, default=12, help="loads, each followed by a maintenance")
+    ap.add_argument("--batch-rows", type=int, default=20_000, help="rows per load (500k a day: ~20k an hour)")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--memory-limit", default="6GB")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--bands", help="citybase's merge bands in MB, e.g. 1,8,64 (default: MERGE_BANDS)")
+    args = ap.parse_args()
+    if args.bands:
+        lake_module.MERGE_BANDS = tuple(int(float(mb) * (1 << 20)) for mb in args.bands.split(","))
+
+    with tempfile.TemporaryDirectory(prefix="citybase-maintain-") as tmp:
+        d = Path(tmp)
+        parquet, g = make_data(d, args.points, 300, args.seed)
+        cb = bench_city(d, g, args.memory_limit)
+        cb.declare({**SPEC, "partition": "month", "partition_cells": 7})
+        t = time.perf_counter()
+        cb.load("gps", parquet)
+        cb.maintain()
+        print(f"lake: {args.points:,} points loaded and maintained in {time.perf_counter() - t:.1f} s")
+        cb.close()
+        batches = []
+        for i, chunk in enumerate(
+            iter_gps_points(args.batches * args.batch_rows, args.batch_rows, seed=args.seed + 1)
+        ):
+            path = d / f"batch{i}.parquet"
+            pq.write_table(chunk.select(FIELDS), path)
+            batches.append(path)
+        # B1's box (st_bench.py's) and B3's object.
+        b = g.total_bounds
+        cx, cy, w = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2, (b[2] - b[0]) * 0.0275
+        box = (cx - w, cy - w * 0.8, cx + w, cy + w * 0.8)
+        obj = int(pq.read_table(parquet, columns=["object_id"]).column(0)[args.points // 2].as_py())
+
+        policies: dict[str, Callable[..., int] | None] = {
+            "size bands (citybase)": None,
+            "DuckLake's default": ducklake_merge,
+        }
+        print(
+            f"\n{args.batches} loads of {args.batch_rows:,} rows, each followed by a maintenance:\n"
+            f"{'merge policy':<24}{'maintain p50':>13}{'max':>9}{'MB written (table + copy)':>26}{'files':>7}"
+            f"{'B1 p50':>9}{'B3 p50':>9}"
+        )
+        for name, merge in policies.items():
+            root = d / f"cb-{len(name)}"
+            shutil.copytree(d / "cb", root)
+            print(f"{name:<24}{steady(root, batches, merge, box, obj, args)}", flush=True)
+            shutil.rmtree(root)
+
+
+def steady(
+    root: Path,
+    batches: list[Path],
+    merge: Callable[..., int] | None,
+    box: tuple[float, float, float, float],
+    obj: int,
+    args: argparse.Namespace,
+) -> str:
+    """Load each batch and maintain after it, with `merge` in place of citybase's (None: as is);
+    the figures as one line of the table."""
+    cb = CityBase.open(root, threads=THREADS, memory_limit=args.memory_limit)
+    if merge is not None:
+        cb.lake.merge_small_files = merge.__get__(cb.lake)  # type: ignore[method-assign]
+    took, written = [], {"gps": 0, cb.lake.copy_name("gps"): 0}
+    for path in batches:
+        cb.load("gps", path)
+        before = files(cb)
+        t = time.perf_counter()
+        cb.maintain()
+        took.append(time.perf_counter() - t)
+        for f, (table, size) in files(cb).items():
+            written[table] += size if f not in before else 0
+    n_files = len(cb.lake.data_files("gps"))
+    same = ReadScope(fields=FIELDS)
+    b1 = p50(lambda: cb.query.bbox("gps", box, scope=same), args.reps)
+    b3 = p50(lambda: cb.query.track("gps", obj, scope=same), args.reps)
+    cb.close()
+    mb = " + ".join(f"{v / 1e6:,.0f}" for v in written.values())
+    return (
+        f"{statistics.median(took):>11.2f} s{max(took):>7.2f} s{mb:>26}{n_files:>7}{b1:>7.1f}ms{b3:>7.1f}ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
