@@ -9,7 +9,8 @@ objects: a track opens the files of its object and reads one or two row groups (
 
 The copy is derived, never written by a load or a flush: maintenance (`refresh`) appends the rows
 inserted since the snapshot it last covered, from DuckLake's change feed, and records that
-snapshot in `citybase_copies` in the same commit. A reader at snapshot S reads the copy as of S
+snapshot in `citybase_copies` in the same commit, and builds it again whole, beside the copy in
+use, once those appends outgrow it (`REBUILD_SHARE`). A reader at snapshot S reads the copy as of S
 and the rows inserted after the copy's mark up to S (`Copies.relation`): the same rows as the table,
 however stale the copy. Datasets are append-only; a dataset declared anew drops its copy
 (`Lake.create_dataset`).
