@@ -61,8 +61,8 @@ _SYSTEM_TABLES = {
     "citybase_watermark": "log_seq BIGINT",  # before marks were kept per log: read once, then emptied
     "citybase_log_marks": "log_id VARCHAR, log_seq BIGINT",
     "citybase_quarantine": ", ".join(f"{n} {sql}" for n, _, sql in QUARANTINE_COLUMNS),
-    # Dataset -> the snapshot its copy by object holds every row of (store/by_object.py).
-    # A copy's mark (the snapshot it holds every row of), and the rows its last whole build wrote.
+    # Dataset -> its copy by object's mark (the snapshot it holds every row of), and the rows its
+    # last whole build wrote (store/by_object.py).
     COPIES: "dataset VARCHAR, snapshot BIGINT, built BIGINT",
 }
 #: A dataset's copy by object is the table `<dataset>-by-object` (no dataset name has a '-'); a
