@@ -9,7 +9,9 @@ maintainer runs every few minutes between flushes. One copy merges as citybase d
 with files of their own size band, `store/lake.py` MERGE_BANDS, docs/adr/0011); the other as
 DuckLake does by default (every file under its target size, 512 MB, is a candidate), which was
 citybase's way before. Printed per policy: maintenance time per batch, megabytes written by the
-merges (the table and its copy by object), files in the table, and B1 and B3 afterwards.
+merges (the table and its copy by object), files in the table, and B1 and B3 afterwards. With
+`--trace`, each maintenance too: a copy by object is built again whole once the rows appended to
+it pass 10% of its last build (store/by_object.py, REBUILD_SHARE).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
 def ducklake_merge(lake: Lake, progress: Callable[[str, int], None] | None = None) -> int:
     """The peer: `Lake.merge_small_files` as it was, with DuckLake's default candidates."""
     merged = 0
-    names = [*lake.datasets, *(lake.copy_name(n) for n in lake.datasets), *lake_module._SYSTEM_TABLES]
+    tables = {r[0] for r in lake.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    copies = [lake.copy_name(n) for n in lake.datasets if lake.copy_name(n) in tables]
+    names = [*lake.datasets, *copies, *lake_module._SYSTEM_TABLES]
     for name in names:
         while True:
             with lake.transaction() as cur:
@@ -84,6 +88,7 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="6GB")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--bands", help="citybase's merge bands in MB, e.g. 1,8,64 (default: MERGE_BANDS)")
+    ap.add_argument("--trace", action="store_true", help="each maintenance's time, rows copied, and B3")
     args = ap.parse_args()
     if args.bands:
         lake_module.MERGE_BANDS = tuple(int(float(mb) * (1 << 20)) for mb in args.bands.split(","))
@@ -140,17 +145,20 @@ def steady(
     cb = CityBase.open(root, threads=THREADS, memory_limit=args.memory_limit)
     if merge is not None:
         cb.lake.merge_small_files = merge.__get__(cb.lake)  # type: ignore[method-assign]
+    same = ReadScope(fields=FIELDS)
     took, written = [], {"gps": 0, cb.lake.copy_name("gps"): 0}
-    for path in batches:
+    for n, path in enumerate(batches):
         cb.load("gps", path)
         before = files(cb)
         t = time.perf_counter()
-        cb.maintain()
+        done = cb.maintain()
         took.append(time.perf_counter() - t)
         for f, (table, size) in files(cb).items():
             written[table] += size if f not in before else 0
+        if args.trace:
+            b3 = p50(lambda: cb.query.track("gps", obj, scope=same), args.reps)
+            print(f"  load {n}: maintenance {took[-1]:.2f} s, {done.copied:,} rows copied, B3 {b3:.1f} ms")
     n_files = len(cb.lake.data_files("gps"))
-    same = ReadScope(fields=FIELDS)
     b1 = p50(lambda: cb.query.bbox("gps", box, scope=same), args.reps)
     b3 = p50(lambda: cb.query.track("gps", obj, scope=same), args.reps)
     cb.close()
