@@ -23,7 +23,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -32,7 +31,7 @@ from citybase.query.scope import ReadScope
 from citybase.sim import iter_gps_points
 from citybase.store import lake as lake_module
 from citybase.store.lake import CATALOG, MERGES_PER_COMMIT, Lake
-from st_bench import SPEC, THREADS, bench_city, make_data
+from st_bench import SPEC, THREADS, bench_city, make_data, timed
 
 FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
 
@@ -67,16 +66,6 @@ def files(cb: CityBase) -> dict[str, tuple[str, int]]:
             ).fetchall():
                 out[path] = (table, int(size))
     return out
-
-
-def p50(f: Callable[[], Any], reps: int) -> float:
-    f()
-    xs = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f()
-        xs.append((time.perf_counter() - t) * 1000)
-    return statistics.median(xs)
 
 
 def main() -> None:
@@ -156,11 +145,11 @@ def steady(
         for f, (table, size) in files(cb).items():
             written[table] += size if f not in before else 0
         if args.trace:
-            b3 = p50(lambda: cb.query.track("gps", obj, scope=same), args.reps)
+            b3 = timed(lambda: cb.query.track("gps", obj, scope=same), args.reps)[0]
             print(f"  load {n}: maintenance {took[-1]:.2f} s, {done.copied:,} rows copied, B3 {b3:.1f} ms")
     n_files = len(cb.lake.data_files("gps"))
-    b1 = p50(lambda: cb.query.bbox("gps", box, scope=same), args.reps)
-    b3 = p50(lambda: cb.query.track("gps", obj, scope=same), args.reps)
+    b1 = timed(lambda: cb.query.bbox("gps", box, scope=same), args.reps)[0]
+    b3 = timed(lambda: cb.query.track("gps", obj, scope=same), args.reps)[0]
     cb.close()
     mb = " + ".join(f"{v / 1e6:,.0f}" for v in written.values())
     return (
