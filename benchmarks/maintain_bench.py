@@ -117,6 +117,8 @@ def main() -> None:
         for name, merge in policies.items():
             root = d / f"cb-{len(name)}"
             shutil.copytree(d / "cb", root)
+            if args.trace:
+                print(f"{name}:")
             print(f"{name:<24}{steady(root, batches, merge, box, obj, args)}", flush=True)
             shutil.rmtree(root)
 
