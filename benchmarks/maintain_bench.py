@@ -21,7 +21,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -30,30 +29,13 @@ from citybase import CityBase
 from citybase.query.scope import ReadScope
 from citybase.sim import iter_gps_points
 from citybase.store import lake as lake_module
-from citybase.store.lake import CATALOG, MERGES_PER_COMMIT, Lake
+from citybase.store.lake import CATALOG, MERGE_BANDS
 from st_bench import SPEC, THREADS, bench_city, make_data, timed
 
 FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
-
-
-def ducklake_merge(lake: Lake, progress: Callable[[str, int], None] | None = None) -> int:
-    """The peer: `Lake.merge_small_files` as it was, with DuckLake's default candidates."""
-    merged = 0
-    tables = {r[0] for r in lake.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    copies = [lake.copy_name(n) for n in lake.datasets if lake.copy_name(n) in tables]
-    names = [*lake.datasets, *copies, *lake_module._SYSTEM_TABLES]
-    for name in names:
-        while True:
-            with lake.transaction() as cur:
-                rows = cur.execute(
-                    f"CALL ducklake_merge_adjacent_files('{CATALOG}', ?, max_compacted_files => ?)",
-                    [name, MERGES_PER_COMMIT],
-                ).fetchall()
-            done = sum(int(r[2]) for r in rows)
-            merged += done
-            if len(rows) < MERGES_PER_COMMIT or not done:
-                break
-    return merged
+#: The peer: one band no file reaches, so every file under the table's target size (DuckLake
+#: skips larger ones) is a candidate, as in DuckLake's default merge, citybase's before ADR 0011.
+DUCKLAKE_DEFAULT = (1 << 62,)
 
 
 def files(cb: CityBase) -> dict[str, tuple[str, int]]:
@@ -79,8 +61,7 @@ def main() -> None:
     ap.add_argument("--bands", help="citybase's merge bands in MB, e.g. 1,8,64 (default: MERGE_BANDS)")
     ap.add_argument("--trace", action="store_true", help="each maintenance's time, rows copied, and B3")
     args = ap.parse_args()
-    if args.bands:
-        lake_module.MERGE_BANDS = tuple(int(float(mb) * (1 << 20)) for mb in args.bands.split(","))
+    bands = tuple(int(float(mb) * (1 << 20)) for mb in args.bands.split(",")) if args.bands else MERGE_BANDS
 
     with tempfile.TemporaryDirectory(prefix="citybase-maintain-") as tmp:
         d = Path(tmp)
@@ -105,37 +86,32 @@ def main() -> None:
         box = (cx - w, cy - w * 0.8, cx + w, cy + w * 0.8)
         obj = int(pq.read_table(parquet, columns=["object_id"]).column(0)[args.points // 2].as_py())
 
-        policies: dict[str, Callable[..., int] | None] = {
-            "size bands (citybase)": None,
-            "DuckLake's default": ducklake_merge,
-        }
+        policies = {"size bands (citybase)": bands, "DuckLake's default": DUCKLAKE_DEFAULT}
         print(
             f"\n{args.batches} loads of {args.batch_rows:,} rows, each followed by a maintenance:\n"
             f"{'merge policy':<24}{'maintain p50':>13}{'max':>9}{'MB written (table + copy)':>26}{'files':>7}"
             f"{'B1 p50':>9}{'B3 p50':>9}"
         )
-        for name, merge in policies.items():
+        for name, policy in policies.items():
             root = d / f"cb-{len(name)}"
             shutil.copytree(d / "cb", root)
             if args.trace:
                 print(f"{name}:")
-            print(f"{name:<24}{steady(root, batches, merge, box, obj, args)}", flush=True)
+            lake_module.MERGE_BANDS = policy
+            print(f"{name:<24}{steady(root, batches, box, obj, args)}", flush=True)
             shutil.rmtree(root)
 
 
 def steady(
     root: Path,
     batches: list[Path],
-    merge: Callable[..., int] | None,
     box: tuple[float, float, float, float],
     obj: int,
     args: argparse.Namespace,
 ) -> str:
-    """Load each batch and maintain after it, with `merge` in place of citybase's (None: as is);
+    """Load each batch and maintain after it (merging by the bands set in `lake.MERGE_BANDS`);
     the figures as one line of the table."""
     cb = CityBase.open(root, threads=THREADS, memory_limit=args.memory_limit)
-    if merge is not None:
-        cb.lake.merge_small_files = merge.__get__(cb.lake)  # type: ignore[method-assign]
     same = ReadScope(fields=FIELDS)
     took, written = [], {"gps": 0, cb.lake.copy_name("gps"): 0}
     for n, path in enumerate(batches):
