@@ -214,13 +214,18 @@ def test_history_forgotten_behind_the_copys_back(tmp_path: Path, pings: pd.DataF
         check_tracks(cb, pings)
 
 
+def _slices_failing_at_the_second(*_: object) -> list[str]:
+    """In place of `by_object._slices`: a whole build whose first slice lands and second fails."""
+    return ["WHERE obj < 'v05'", "WHERE no_such_column"]
+
+
 def test_a_build_cut_short_is_not_read_and_starts_again(
     tmp_path: Path, pings: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A whole build commits slice by slice; one that fails midway leaves no mark, so tracks
     read the table, and the next maintenance builds the copy again from the start."""
     real = by_object._slices
-    monkeypatch.setattr(by_object, "_slices", lambda *a: ["WHERE obj < 'v05'", "WHERE no_such_column"])
+    monkeypatch.setattr(by_object, "_slices", _slices_failing_at_the_second)
     with CityBase.open(tmp_path / "base") as cb:
         cb.declare(PINGS)
         cb.ingest("pings", to_rows(pings, lon="x", lat="y"))
@@ -264,7 +269,7 @@ def test_a_copy_outgrown_by_its_appends_is_built_again_beside_the_one_in_use(
         cb.flush()
         # Past the share: the next maintenance builds again. Cut short, the copy in use serves.
         real = by_object._slices
-        monkeypatch.setattr(by_object, "_slices", lambda *a: ["WHERE obj < 'v05'", "WHERE no_such_column"])
+        monkeypatch.setattr(by_object, "_slices", _slices_failing_at_the_second)
         with pytest.raises(duckdb.Error):
             cb.maintain()
         with cb.lake.cursor() as cur:
