@@ -3,9 +3,9 @@
     python benchmarks/maintain_bench.py --points 10000000 --batches 12 --batch-rows 20000
 
 A lake of N points (month partitions split by H3 cell 7, as st_bench.py's goals run), loaded and
-maintained once, is copied twice. On each copy the same batches of new points (other objects'
-positions over the same days) are loaded, each followed by a maintenance, as a server's
-maintainer runs every few minutes between flushes. One copy merges as citybase does (files only
+maintained once, is copied twice. On each copy the same batches of new points (positions over
+the same days, spread over the lake's objects as an hour of a city's feed is) are loaded, each
+followed by a maintenance, as a server's maintainer runs every few minutes between flushes. One copy merges as citybase does (files only
 with files of their own size band, `store/lake.py` MERGE_BANDS, docs/adr/0011); the other as
 DuckLake does by default (every file under its target size, 512 MB, is a candidate), which was
 citybase's way before. Printed per policy: maintenance time per batch, megabytes written by the
@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from citybase import CityBase
@@ -36,6 +38,18 @@ FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
 #: The peer: one band no file reaches, so every file under the table's target size (DuckLake
 #: skips larger ones) is a candidate, as in DuckLake's default merge, citybase's before ADR 0011.
 DUCKLAKE_DEFAULT = (1 << 62,)
+
+
+def opened(cb: CityBase, obj: int) -> tuple[int, int]:
+    """The copy's files, and those whose object range holds `obj`: the files a track of it opens."""
+    paths = [p for p, (table, _) in files(cb).items() if table == cb.lake.copy_name("gps")]
+    hit = 0
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata
+        col = meta.schema.names.index("object_id")
+        stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+        hit += min(s.min for s in stats) <= obj <= max(s.max for s in stats)
+    return len(paths), hit
 
 
 def files(cb: CityBase) -> dict[str, tuple[str, int]]:
@@ -59,7 +73,11 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="6GB")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--bands", help="citybase's merge bands in MB, e.g. 1,8,64 (default: MERGE_BANDS)")
-    ap.add_argument("--trace", action="store_true", help="each maintenance's time, rows copied, and B3")
+    ap.add_argument(
+        "--trace", action="store_true", help="each maintenance's time, rows copied, the copy's files, and B3"
+    )
+    ap.add_argument("--no-peer", action="store_true", help="citybase's merge only, not DuckLake's default")
+    ap.add_argument("--keep", type=Path, help="move citybase's lake here at the end, for a look afterwards")
     args = ap.parse_args()
     bands = tuple(int(float(mb) * (1 << 20)) for mb in args.bands.split(",")) if args.bands else MERGE_BANDS
 
@@ -73,20 +91,27 @@ def main() -> None:
         cb.maintain()
         print(f"lake: {args.points:,} points loaded and maintained in {time.perf_counter() - t:.1f} s")
         cb.close()
+        ids = pq.read_table(parquet, columns=["object_id"]).column(0)
+        # B3's object; the batches' objects (the simulator's own run of ids each) spread over all
+        # of the lake's, so that each batch spans every object's range, as a real feed's does.
+        obj, objects = int(ids[args.points // 2].as_py()), int(pc.max(ids).as_py()) + 1
+        del ids
         batches = []
         for i, chunk in enumerate(
             iter_gps_points(args.batches * args.batch_rows, args.batch_rows, seed=args.seed + 1)
         ):
+            spread = (chunk.column("object_id").to_numpy() * 7919 + i) % objects
             path = d / f"batch{i}.parquet"
-            pq.write_table(chunk.select(FIELDS), path)
+            pq.write_table(chunk.select(FIELDS).set_column(0, "object_id", pa.array(spread)), path)
             batches.append(path)
-        # B1's box (st_bench.py's) and B3's object.
+        # B1's box (st_bench.py's).
         b = g.total_bounds
         cx, cy, w = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2, (b[2] - b[0]) * 0.0275
         box = (cx - w, cy - w * 0.8, cx + w, cy + w * 0.8)
-        obj = int(pq.read_table(parquet, columns=["object_id"]).column(0)[args.points // 2].as_py())
 
         policies = {"size bands (citybase)": bands, "DuckLake's default": DUCKLAKE_DEFAULT}
+        if args.no_peer:
+            del policies["DuckLake's default"]
         print(
             f"\n{args.batches} loads of {args.batch_rows:,} rows, each followed by a maintenance:\n"
             f"{'merge policy':<24}{'maintain p50':>13}{'max':>9}{'MB written (table + copy)':>26}{'files':>7}"
@@ -99,7 +124,11 @@ def main() -> None:
                 print(f"{name}:")
             lake_module.MERGE_BANDS = policy
             print(f"{name:<24}{steady(root, batches, box, obj, args)}", flush=True)
-            shutil.rmtree(root)
+            if args.keep and policy == bands:
+                shutil.move(root, args.keep)
+                print(f"  kept in {args.keep} (B1's box {box}, B3's object {obj})")
+            else:
+                shutil.rmtree(root)
 
 
 def steady(
@@ -124,7 +153,11 @@ def steady(
             written[table] += size if f not in before else 0
         if args.trace:
             b3 = timed(lambda: cb.query.track("gps", obj, scope=same), args.reps)[0]
-            print(f"  load {n}: maintenance {took[-1]:.2f} s, {done.copied:,} rows copied, B3 {b3:.1f} ms")
+            total, hit = opened(cb, obj)
+            print(
+                f"  load {n}: maintenance {took[-1]:.2f} s, {done.copied:,} rows copied, "
+                f"copy {total} files ({hit} hold the object), B3 {b3:.1f} ms"
+            )
     n_files = len(cb.lake.data_files("gps"))
     b1 = timed(lambda: cb.query.bbox("gps", box, scope=same), args.reps)[0]
     b3 = timed(lambda: cb.query.track("gps", obj, scope=same), args.reps)[0]
