@@ -41,9 +41,10 @@ SLICE_ROWS = 8_000_000
 COPY_FILE_SIZE = "64MB"
 COPY_ROW_GROUP_ROWS = 16_384
 #: A copy is built again whole once the rows appended to it since its last build pass this share
-#: of what that build wrote. Each append is sorted, but spans every object: one more file that
-#: every track opens (100M points, a day of hourly appends: a track from 8.6 ms to 14.7 ms).
-#: A build costs about a second per million rows, so at 10% it costs ~10 s per million appended.
+#: of what that build wrote. Each append is sorted, but spans every object: the merges fold them
+#: into files of 32 MB or more that every track opens (100M points: one more per ~0.5M rows
+#: appended, ~0.6 ms each). A build costs about a second per million rows, so at 10% it costs
+#: ~10 s per million appended; a trigger of a few files would cost ~45 s (docs/adr/0010).
 REBUILD_SHARE = 0.1
 
 
