@@ -3,15 +3,16 @@
     python benchmarks/maintain_bench.py --points 10000000 --batches 12 --batch-rows 20000
 
 A lake of N points (month partitions split by H3 cell 7, as st_bench.py's goals run), loaded and
-maintained once, is copied twice. On each copy the same batches of new points (positions over
-the same days, spread over the lake's objects as an hour of a city's feed is) are loaded, each
-followed by a maintenance, as a server's maintainer runs every few minutes between flushes. One copy merges as citybase does (files only
-with files of their own size band, `store/lake.py` MERGE_BANDS, docs/adr/0011); the other as
-DuckLake does by default (every file under its target size, 512 MB, is a candidate), which was
-citybase's way before. Printed per policy: maintenance time per batch, megabytes written by the
-merges (the table and its copy by object), files in the table, and B1 and B3 afterwards. With
-`--trace`, each maintenance too: a copy by object is built again whole once the rows appended to
-it pass 10% of its last build (store/by_object.py, REBUILD_SHARE).
+maintained once, is copied twice. On each copy the same batches of new points (positions over the
+same days, spread over the lake's objects as an hour of a city's feed is) are loaded, each
+followed by a maintenance, as a server's maintainer runs every few minutes between flushes. One
+copy merges as citybase does (files only with files of their own size band, `store/lake.py`
+MERGE_BANDS, docs/adr/0011); the other as DuckLake does by default (every file under its target
+size, 512 MB, is a candidate), which was citybase's way before. Printed per policy: maintenance
+time per batch, megabytes written by the merges (the table and its copy by object), files in the
+table, and B1 and B3 afterwards. With `--trace`, each maintenance too: a copy by object is built
+again whole once the rows appended to it pass 10% of its last build (store/by_object.py,
+REBUILD_SHARE).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def main() -> None:
             print(f"{name:<24}{steady(root, batches, box, obj, args)}", flush=True)
             if args.keep and policy == bands:
                 shutil.move(root, args.keep)
-                print(f"  kept in {args.keep} (B1's box {box}, B3's object {obj})")
+                at = ",".join(f"{float(v):.6f}" for v in box)
+                print(f"  kept: benchmarks/kept_lake_look.py {args.keep} --box {at} --object {obj}")
             else:
                 shutil.rmtree(root)
 
