@@ -462,6 +462,42 @@ def test_trajectories_match_numpy(world: World) -> None:
     assert first["arrival"] == g.t.iloc[i].to_pydatetime()
 
 
+def test_trajectories_order_points_of_one_time_by_lon_then_lat(tmp_path: Path) -> None:
+    """Rows of one object at one time are stepped through by lon, then lat, whatever their order in
+    the lake (B7 sorts by object and time only, and orders such ties itself)."""
+    from citybase.query.demo import PINGS, demo_city
+
+    cb = CityBase(tmp_path / "ties")
+    cb.setup_city(demo_city())
+    cb.declare(PINGS)
+    t0 = datetime(2024, 5, 1, 8)
+    at = [
+        (0, 116.30, 39.92),
+        (60, 116.33, 39.92),
+        (60, 116.31, 39.92),
+        (60, 116.32, 39.92),
+        (120, 116.34, 39.92),
+    ]
+    at += [(0, 116.35, 39.90), (60, 116.35, 39.93), (60, 116.35, 39.91), (120, 116.35, 39.94)]
+    rows = [
+        {"vehicle": "a" if k < 5 else "b", "t": t0 + timedelta(seconds=s), "x": x, "y": y}
+        for k, (s, x, y) in enumerate(at)
+    ]
+    cb.ingest("pings", rows)
+    cb.flush()
+    stats, _ = QueryEngine(cb.lake, cb.city).trajectories("pings")
+    got = {r["vehicle"]: r for r in stats.to_pylist()}
+    # In that order, each is one straight run, no step going back (which would add ~1.7 km to a).
+    for obj, xs, ys in (
+        ("a", [116.30, 116.31, 116.32, 116.33, 116.34], [39.92] * 5),
+        ("b", [116.35] * 4, [39.90, 39.91, 39.93, 39.94]),
+    ):
+        steps = hav(np.array(xs[:-1]), np.array(ys[:-1]), np.array(xs[1:]), np.array(ys[1:]))
+        assert got[obj]["length_m"] == pytest.approx(steps.sum(), rel=1e-9)
+    assert got["a"]["points"] == 5 and got["b"]["points"] == 4
+    cb.close()
+
+
 def test_trajectories_of_a_single_point_and_empty_window(world: World) -> None:
     stats, stays = world.q.trajectories("pings", T0 + timedelta(days=30), T0 + timedelta(days=31))
     assert stats.num_rows == 0 and stays.num_rows == 0

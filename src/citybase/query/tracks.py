@@ -262,10 +262,12 @@ class TrackQueries(QueryCore):
         of, tf = self._need_track_fields(src)
         o, t = quote(of), quote(tf)
         where = [f"{c} IS NOT NULL" for c in (o, t, '"lon"', '"lat"')] + self.time_where(src, start, end)
-        # One read, sorted; the statistics and the stays come from it in numpy.
+        # One read, sorted by object and time; the statistics and the stays come from it in numpy.
+        # Not by lon, lat too: ties are rare, and two more keys made DuckDB's sort three times as
+        # slow (100M points, a day: 0.9 s against 0.3 s); _Tracks orders the ties.
         pts = self.run(
             f"SELECT {o} AS o, {t} AS t, epoch_us({t}) AS t_us, lon, lat FROM {src.sql} AS s "
-            f"WHERE {' AND '.join(where)} ORDER BY o, t, lon, lat"
+            f"WHERE {' AND '.join(where)} ORDER BY o, t"
         )
         tracks = _Tracks(pts)
         stats = tracks.statistics(of)
@@ -276,8 +278,36 @@ class TrackQueries(QueryCore):
         return stats.append_column("stays", pa.array(per_object, pa.int64())), tracks.stays(of, first, stop)
 
 
+def _tie_order(
+    group: npt.NDArray[np.int64],
+    t_us: npt.NDArray[np.int64],
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+) -> npt.NDArray[np.int64] | None:
+    """The permutation that orders rows sorted by (group, time) by lon, then lat, within each run
+    of equal (group, time); None when no two rows tie. Only the tied rows are sorted.
+
+    >>> _tie_order(np.zeros(3, np.int64), np.array([0, 5, 5]), np.array([0.0, 2.0, 1.0]), np.zeros(3))
+    array([0, 2, 1])
+    """
+    same = np.zeros(len(t_us), dtype=bool)  # row i ties with row i - 1
+    same[1:] = (group[1:] == group[:-1]) & (t_us[1:] == t_us[:-1])
+    if not same.any():
+        return None
+    tied = same.copy()
+    tied[:-1] |= same[1:]
+    rows = np.flatnonzero(tied)
+    run = np.cumsum(~same[rows])
+    perm = np.arange(len(t_us), dtype=np.int64)
+    perm[rows] = rows[np.lexsort((lat[rows], lon[rows], run))]
+    return perm
+
+
 class _Tracks:
-    """Points sorted by (object, time, lon, lat) as numpy arrays, and each object's run of rows."""
+    """Points sorted by (object, time, lon, lat) as numpy arrays, and each object's run of rows.
+
+    Given rows sorted by (object, time), in any order within a time; orders those by lon, lat.
+    """
 
     def __init__(self, pts: pa.Table) -> None:
         n = pts.num_rows
@@ -292,6 +322,9 @@ class _Tracks:
                 zero_copy_only=False
             )
         self.group = (np.cumsum(change) - 1).astype(np.int64)
+        perm = _tie_order(self.group, self.t_us, self.lon, self.lat)
+        if perm is not None:  # (object and time are equal within a tie: only lon, lat move)
+            self.lon, self.lat = self.lon[perm], self.lat[perm]
         self.starts = np.flatnonzero(change).astype(np.int64)
         self.stops = np.append(self.starts[1:], n).astype(np.int64) if n else self.starts.copy()
 
