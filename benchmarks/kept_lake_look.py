@@ -18,9 +18,8 @@ from citybase import CityBase
 from citybase.query.scope import ReadScope
 from citybase.store import lake as lake_module
 from citybase.store.lake import CATALOG
+from maintain_bench import DUCKLAKE_DEFAULT, FIELDS
 from st_bench import THREADS, timed
-
-FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
 
 
 def look(cb: CityBase, label: str, box: tuple[float, ...], obj: int, reps: int) -> None:
@@ -50,7 +49,7 @@ def main() -> None:
     cb.maintain(keep=timedelta(0))
     print(f"  history forgotten in {time.perf_counter() - t:.1f} s")
     look(cb, "no history", box, args.object, args.reps)
-    lake_module.MERGE_BANDS = (1 << 62,)  # DuckLake's own candidates: every file under the target
+    lake_module.MERGE_BANDS = DUCKLAKE_DEFAULT
     t = time.perf_counter()
     merged = cb.lake.merge_small_files()
     cb.maintain(keep=timedelta(0))

@@ -41,9 +41,10 @@ FIELDS = ["object_id", "ts", "lon", "lat", "speed"]
 DUCKLAKE_DEFAULT = (1 << 62,)
 
 
-def opened(cb: CityBase, obj: int) -> tuple[int, int]:
-    """The copy's files, and those whose object range holds `obj`: the files a track of it opens."""
-    paths = [p for p, (table, _) in files(cb).items() if table == cb.lake.copy_name("gps")]
+def opened(now: dict[str, tuple[str, int]], copy: str, obj: int) -> tuple[int, int]:
+    """The copy's files (of `files()`), and those whose object range holds `obj`: the files a
+    track of it opens."""
+    paths = [p for p, (table, _) in now.items() if table == copy]
     hit = 0
     for path in paths:
         meta = pq.ParquetFile(path).metadata
@@ -151,11 +152,12 @@ def steady(
         t = time.perf_counter()
         done = cb.maintain()
         took.append(time.perf_counter() - t)
-        for f, (table, size) in files(cb).items():
+        now = files(cb)
+        for f, (table, size) in now.items():
             written[table] += size if f not in before else 0
         if args.trace:
             b3 = timed(lambda: cb.query.track("gps", obj, scope=same), args.reps)[0]
-            total, hit = opened(cb, obj)
+            total, hit = opened(now, cb.lake.copy_name("gps"), obj)
             print(
                 f"  load {n}: maintenance {took[-1]:.2f} s, {done.copied:,} rows copied, "
                 f"copy {total} files ({hit} hold the object), B3 {b3:.1f} ms"
