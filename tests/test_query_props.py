@@ -1,8 +1,9 @@
 """Property-based tests of the query box (hypothesis): random points, boxes, windows, k, resolutions.
 
 The pruning helpers are checked on their own (every point of an area lies in its H3 cover, every
-point of a circle in its box), then B1, B2, B4 and B6 against brute force on the random world of
-test_query.py (its session fixture, built once).
+point of a circle in its box), and so are B7's stay points (against Li et al.'s search, one point
+at a time); then B1, B2, B4 and B6 against brute force on the random world of test_query.py (its
+session fixture, built once).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import cache
 
 import h3
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import shapely
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 from citybase.query.aggregate import h3_parent_sql
 from citybase.query.prune import circle_bbox, cover_ranges, descendant_range
+from citybase.query.tracks import stay_points
 from test_query import REGION, T0, World, bucket, hav, rids, world
 
 __all__ = ["world"]  # the shared session fixture, imported for pytest to find
@@ -136,6 +139,62 @@ def test_h3_parent_sql_is_cell_to_parent(
         ]
     want = [h3.str_to_int(h3.cell_to_parent(c, res)) if h3.get_resolution(c) >= res else None for c in ids]
     assert got == want
+
+
+# -- B7: stay points --------------------------------------------------------------------------------
+
+
+def stays_one_by_one(
+    group: npt.NDArray[np.int64],
+    t: npt.NDArray[np.int64],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    radius: float,
+    min_s: float,
+) -> list[tuple[int, int]]:
+    """Li et al.'s stay points over rows sorted by (group, time), one anchor at a time."""
+    out, n, i = [], len(t), 0
+    while i < n:
+        j = i + 1
+        while j < n and group[j] == group[i] and hav(x[i], y[i], x[j], y[j]) <= radius:
+            j += 1
+        if t[j - 1] - t[i] >= min_s * 1e6:
+            out.append((i, j))
+            i = j
+        else:
+            i += 1
+    return out
+
+
+@settings(FAST, max_examples=150)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    objects=st.integers(1, 6),
+    points=st.integers(0, 400),
+    radius=st.sampled_from([5.0, 50.0, 100.0, 300.0]),
+    min_s=st.sampled_from([0.0, 60.0, 300.0, 1200.0]),
+    still=st.floats(0.0, 1.0),
+)
+def test_stay_points_are_the_one_at_a_time_search(
+    seed: int, objects: int, points: int, radius: float, min_s: float, still: float
+) -> None:
+    """Tracks that dwell (steps well inside the radius, and some near twice it) and move (steps of
+    up to ten radii), with repeated times and points: the same stays as the plain search."""
+    rng = np.random.default_rng(seed)
+    group = np.sort(rng.integers(0, objects, points)).astype(np.int64)
+    deg = radius / 111_000
+    step = np.where(
+        rng.random(points) < still,
+        rng.choice([0.0, 0.3, 0.9, 2.0], points) * deg * rng.uniform(0.5, 1.0, points),
+        rng.uniform(0, 10, points) * deg,
+    )
+    angle = rng.uniform(0, 2 * math.pi, points)
+    x = 116.4 + np.cumsum(step * np.cos(angle))
+    y = 39.9 + np.cumsum(step * np.sin(angle))
+    t = np.cumsum(rng.choice([0, 1, 30, 60, 600], points)).astype(np.int64) * 1_000_000
+    first, stop = stay_points(group, t, x, y, radius, min_s)
+    want = stays_one_by_one(group, t, x, y, radius, min_s)
+    assert list(zip(first.tolist(), stop.tolist(), strict=True)) == want
 
 
 # -- B1, B2, B4, B6 on the random world ------------------------------------------------------------

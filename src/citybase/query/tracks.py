@@ -35,11 +35,14 @@ from citybase.query.scope import ReadScope
 
 #: Metres per degree of latitude on the query box's sphere.
 _DEG_M = math.pi / 180 * EARTH_RADIUS_M
-#: Anchors examined together per object (at most) and per round (about), and the first and
-#: largest number of offsets tried per step.
+#: Anchors examined together per object (first, and at most) and per round (about), and the
+#: first and largest number of offsets tried per step. Only points that can be in a stay are
+#: searched (`_stay_runs`), so stays are frequent among them: a day of 10M points took 18 ms with
+#: windows of 32 and blocks of 8, 49 ms with 512 and 32.
+_FIRST_WINDOW = 32
 _WINDOW = 512
 _ROUND = 1 << 16
-_BLOCK = 32
+_BLOCK = 8
 _MAX_BLOCK = 4096
 
 
@@ -50,17 +53,68 @@ def stay_points(
     lat: npt.NDArray[np.float64],
     radius_m: float,
     min_s: float,
+    steps: npt.NDArray[np.float64] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Stays in points sorted by (group, time): (first index, end index exclusive) of each stay.
 
-    `group` numbers the objects (equal for the points of one object). Objects are independent:
-    each round takes the next anchors of every object at once, so the rounds follow the longest
-    track, not the number of stays in all of them.
+    `group` numbers the objects (equal for the points of one object); `steps[i]`, if given, is the
+    great-circle step from point i - 1 to point i (`_steps`; steps[0] unused). Only the points
+    that can belong to a stay are searched (`_stay_runs`): a day of 10M points keeps 14% of them.
 
     >>> t = np.array([0, 60, 120, 400, 460], dtype=np.int64) * 1_000_000
     >>> lon = np.array([0.0, 0.0001, 0.0002, 0.01, 0.02]); lat = np.zeros(5)
     >>> stay_points(np.zeros(5, np.int64), t, lon, lat, 100.0, 100.0)
     (array([0]), array([3]))
+    """
+    if steps is None:
+        steps = np.r_[0.0, _steps(lon, lat)] if len(lon) else np.zeros(0)
+    rows, run = _stay_runs(group, t_us, steps, radius_m, min_s)
+    first, end = _search_stays(run, t_us[rows], lon[rows], lat[rows], radius_m, min_s)
+    # A stay's points are consecutive rows of one run: its last one maps back, then one past it.
+    return rows[first], rows[end - 1] + 1
+
+
+def _stay_runs(
+    group: npt.NDArray[np.int64],
+    t_us: npt.NDArray[np.int64],
+    steps: npt.NDArray[np.float64],
+    radius_m: float,
+    min_s: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The points that can belong to a stay, and a number for each one's run: (rows, run).
+
+    A stay's points all lie within the radius of its first, so each step between them is at most
+    twice the radius: a stay lies inside one run of points joined by such steps, and that run lasts
+    at least `min_s`. The search finds the same stays in each run on its own: an anchor's search
+    never passes a longer step (the point after it is beyond the radius), and it enters each run at
+    the run's first point, as the search over the whole track would. A moving vehicle's points,
+    a minute and hundreds of metres apart, are mostly runs of one point and are left out.
+    """
+    n = len(t_us)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cut = np.ones(n, dtype=bool)
+    # (NaN steps join runs, as NaN distances never end a stay; the margin keeps rounding in.)
+    cut[1:] = (group[1:] != group[:-1]) | (steps[1:] > 2 * radius_m * (1 + 1e-9))
+    starts = np.flatnonzero(cut)
+    stops = np.r_[starts[1:], n].astype(np.int64)
+    kept = t_us[stops - 1] - t_us[starts] >= min_s * 1e6
+    rows = np.flatnonzero(np.repeat(kept, stops - starts)).astype(np.int64)
+    return rows, (np.cumsum(cut) - 1)[rows].astype(np.int64)
+
+
+def _search_stays(
+    group: npt.NDArray[np.int64],
+    t_us: npt.NDArray[np.int64],
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+    radius_m: float,
+    min_s: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`stay_points` without the pruning: every point of every group searched.
+
+    Groups are independent: each round takes the next anchors of every group at once, so the
+    rounds follow the longest track, not the number of stays in all of them.
     """
     n = len(t_us)
     if n == 0:
@@ -68,14 +122,17 @@ def stay_points(
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int64)
     stops = np.r_[starts[1:], n].astype(np.int64)
     cursor = starts.copy()  # each object's next anchor
+    # Anchors each object takes in its next round: few after a stay (another often follows soon,
+    # and the anchors past it are wasted), twice as many after a round without one.
+    width = np.full(len(starts), _FIRST_WINDOW, dtype=np.int64)
     live = np.arange(len(starts))
     firsts: list[npt.NDArray[np.int64]] = []
     ends: list[npt.NDArray[np.int64]] = []
     min_us = min_s * 1e6
     near = _Near(lon, lat, radius_m)
     while live.size:
-        width = int(min(_WINDOW, max(4, _ROUND // live.size)))
-        lens = np.minimum(width, stops[live] - cursor[live])
+        cap = max(4, _ROUND // live.size)
+        lens = np.minimum(np.minimum(width[live], cap), stops[live] - cursor[live])
         owner = np.repeat(np.arange(live.size), lens)
         offset = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
         anchors = cursor[live][owner] + offset
@@ -89,6 +146,9 @@ def stay_points(
         step = cursor[live] + lens
         step[owners] = end[hit]
         cursor[live] = step
+        grown = np.minimum(width[live] * 2, _WINDOW)
+        grown[owners] = _FIRST_WINDOW
+        width[live] = grown
         live = live[cursor[live] < stops[live]]
     first, stop = np.concatenate(firsts), np.concatenate(ends)
     order = np.argsort(first, kind="stable")
@@ -357,6 +417,10 @@ class _Tracks:
             self.lon, self.lat = self.lon[perm], self.lat[perm]
         self.starts = np.flatnonzero(change).astype(np.int64)
         self.stops = np.append(self.starts[1:], n).astype(np.int64) if n else self.starts.copy()
+        # Step i leads from row i - 1 to row i (row 0: none); the statistics and the stays use them.
+        self.step_m = np.zeros(n)
+        if n > 1:
+            self.step_m[1:] = _steps(self.lon, self.lat)
 
     def stay_points(
         self, a: int, b: int, radius_m: float, min_s: float
@@ -364,7 +428,13 @@ class _Tracks:
         """`stay_points` of rows [a, b), which begin and end between objects, as indices of all."""
         rows = slice(a, b)
         first, stop = stay_points(
-            self.group[rows], self.t_us[rows], self.lon[rows], self.lat[rows], radius_m, min_s
+            self.group[rows],
+            self.t_us[rows],
+            self.lon[rows],
+            self.lat[rows],
+            radius_m,
+            min_s,
+            self.step_m[rows],
         )
         return first + a, stop + a
 
@@ -377,14 +447,12 @@ class _Tracks:
     def statistics(self, of: str) -> pa.Table:
         """Per object: points, first and last time, duration, length, mean and top speed."""
         n, starts, last = len(self.t_us), self.starts, self.stops - 1
-        # Step i leads from row i - 1 to row i; an object's first row has none.
+        # An object's first row has no step.
         inner = np.ones(n, dtype=bool)
         inner[starts] = False
-        step_m, step_s = np.zeros(n), np.zeros(n)
+        step_m, step_s = np.where(inner, self.step_m, 0.0), np.zeros(n)
         if n > 1:
-            step_m[1:] = _steps(self.lon, self.lat)
             step_s[1:] = (self.t_us[1:] - self.t_us[:-1]) / 1e6
-        step_m[~inner] = 0.0
         length = np.bincount(self.group, weights=step_m, minlength=len(starts)).astype(np.float64)
         duration = (self.t_us[last] - self.t_us[starts]) / 1e6
         timed = inner & (step_s != 0)
