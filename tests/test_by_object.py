@@ -1,8 +1,9 @@
 """A dataset's copy sorted by object (store/by_object.py): built by maintenance, read by tracks.
 
-Checked against the rows themselves: a track read through the copy (and the rows inserted since
-its mark) equals the track computed in pandas, before and after every maintenance step; the copy
-holds each row once, in (object, time) order; forgetting history never forces a whole rebuild.
+Checked against the rows themselves: a track and every object's trips read through the copy (and
+the rows inserted since its mark) equal those computed in pandas, before and after every
+maintenance step; the copy holds each row once, in (day, object, time) order; forgetting history
+never forces a whole rebuild.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from citybase import CityBase
 from citybase.ledger import audit
 from citybase.query import ReadScope
 from citybase.store import by_object
-from test_query import PINGS, T0, make_pings, to_rows
+from test_query import PINGS, T0, hav, make_pings, to_rows
 
 
 def reference(df: pd.DataFrame, obj: str, start: object, end: object) -> list[int]:
@@ -36,6 +37,14 @@ def check_tracks(cb: CityBase, df: pd.DataFrame) -> None:
         for start, end in windows:
             got = cb.query.track("pings", obj, start, end)
             assert got.column("rid").to_pylist() == reference(df, obj, start, end), obj
+    # Every object's trips (B7), read the same way: points and lengths against pandas.
+    for start, end in windows:
+        stats = cb.query.trajectories("pings", start, end)[0].to_pandas().set_index("obj")
+        sub = df[(df.t >= start) & (df.t < end)].sort_values(["obj", "t", "lon", "lat"], kind="stable")
+        assert stats.points.to_dict() == sub.groupby("obj").size().to_dict()
+        for obj, g in sub.groupby("obj"):
+            x, y = g.lon.to_numpy(), g.lat.to_numpy()
+            assert stats.length_m[obj] == pytest.approx(hav(x[:-1], y[:-1], x[1:], y[1:]).sum(), rel=1e-9)
     scope = ReadScope(fields=["obj", "t", "lon", "lat", "rid"], row_filter="pm25 > 60")
     dirty = df[df.pm25 > 60]
     for obj in ("v01", "v07"):
@@ -91,7 +100,7 @@ def test_tracks_read_the_copy_and_the_rows_since_its_mark(
         check_tracks(cb, pings)
 
 
-def test_the_copy_is_sorted_by_object_and_time(tmp_path: Path) -> None:
+def test_the_copy_is_sorted_by_day_object_and_time(tmp_path: Path) -> None:
     pings = make_pings(np.random.default_rng(8), objects=40, per=1500)  # several row groups a day
     with CityBase.open(tmp_path / "base") as cb:
         cb.declare(PINGS)
@@ -103,16 +112,18 @@ def test_the_copy_is_sorted_by_object_and_time(tmp_path: Path) -> None:
     assert files
     for f in files:
         t = pq.read_table(f, columns=["obj", "t"]).to_pandas()
-        keys = list(zip(t.obj, t.t, strict=True))
-        assert keys == sorted(keys), f"{f} is not in (object, time) order"
-    # So each row group of a large file holds a narrow range of objects (what lets a track skip
-    # the others): the 40 objects of the merged file, in row groups that share an object at most
-    # where one ends and the next begins.
+        keys = list(zip(t.t.dt.date, t.obj, t.t, strict=True))
+        assert keys == sorted(keys), f"{f} is not in (day, object, time) order"
+    # So each row group of a large file holds one day and a narrow range of objects (what lets a
+    # track skip the others, and a day's trips the other days): the 40 objects of each day of the
+    # merged file, in row groups that share an object at most where one ends and the next begins.
     meta = max((pq.ParquetFile(f).metadata for f in files), key=lambda m: m.num_rows)
-    col = meta.schema.names.index("obj")
-    spans = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
-    objects = [int(st.max[1:]) - int(st.min[1:]) + 1 for st in spans]
-    assert len(objects) >= 3 and sum(objects) <= 40 + len(objects) - 1, objects
+    o, t = meta.schema.names.index("obj"), meta.schema.names.index("t")
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    days = {d.date() for g in groups for d in (g.column(t).statistics.min, g.column(t).statistics.max)}
+    assert all(g.column(t).statistics.min.date() == g.column(t).statistics.max.date() for g in groups[1:-1])
+    objects = [int(g.column(o).statistics.max[1:]) - int(g.column(o).statistics.min[1:]) + 1 for g in groups]
+    assert len(objects) >= 3 and sum(objects) <= 40 * len(days) + 2 * len(objects), objects
 
 
 def test_forgetting_history_keeps_the_copy_incremental(

@@ -12,9 +12,9 @@ object's track, and counts when it lasts at least `stay_min_s`. A stay's points 
 otherwise the search moves to the next anchor. The search has no per-point Python loop: the next
 anchors of every object are extended together, a block of offsets at a time (`stay_points`).
 
-What DuckDB skips: with a time window, files of other time partitions and row groups outside it;
-for `track`, row groups whose min/max object id excludes the object: narrow ones, where the
-dataset keeps a copy of its rows sorted by object (store/by_object.py).
+Both read the dataset's copy sorted by day, object and time where it keeps one
+(store/by_object.py): DuckDB skips the row groups of other days, and for `track` those whose
+min/max object id excludes the object.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from citybase.model.dataset import FieldType
 from citybase.query._sql import EARTH_RADIUS_M, TimeLike, haversine_np, literal, quote
 from citybase.query.core import QueryCore, Source
 from citybase.query.scope import ReadScope
+from citybase.store.engine import arrow_table
 
 #: Metres per degree of latitude on the query box's sphere.
 _DEG_M = math.pi / 180 * EARTH_RADIUS_M
@@ -342,17 +343,21 @@ class TrackQueries(QueryCore):
         """
         if stay_radius_m < 0 or stay_min_s < 0:
             raise InputError("stay_radius_m and stay_min_s must not be negative")
-        src = self.source(dataset, scope)
-        of, tf = self._need_track_fields(src)
-        o, t = quote(of), quote(tf)
-        where = [f"{c} IS NOT NULL" for c in (o, t, '"lon"', '"lat"')] + self.time_where(src, start, end)
-        # One read, sorted by object and time; the statistics and the stays come from it in numpy.
-        # Not by lon, lat too: ties are rare, and two more keys made DuckDB's sort three times as
-        # slow (100M points, a day: 0.9 s against 0.3 s); _Tracks orders the ties.
-        pts = self.run(
-            f"SELECT {o} AS o, {t} AS t, lon, lat FROM {src.sql} AS s "
-            f"WHERE {' AND '.join(where)} ORDER BY o, t"
-        )
+        with self.cursor() as cur:
+            # Through the copy by object where the dataset has one: its files hold a day each, so a
+            # window reads its days only, not every row group of its partitions sorted by place.
+            src = self.source(dataset, scope, table=self.copies.relation(cur, dataset))
+            of, tf = self._need_track_fields(src)
+            o, t = quote(of), quote(tf)
+            where = [f"{c} IS NOT NULL" for c in (o, t, '"lon"', '"lat"')] + self.time_where(src, start, end)
+            # One read, sorted by object and time; the statistics and the stays come from it in
+            # numpy. Not by lon, lat too: ties are rare, and two more keys made DuckDB's sort three
+            # times as slow (100M points, a day: 0.9 s against 0.3 s); _Tracks orders the ties.
+            pts = arrow_table(
+                cur,
+                f"SELECT {o} AS o, {t} AS t, lon, lat FROM {src.sql} AS s "
+                f"WHERE {' AND '.join(where)} ORDER BY o, t",
+            )
         # numpy lets go of the GIL in its loops: the step lengths, then the statistics and the stays
         # of each half of the objects, two at a time.
         with ThreadPoolExecutor(2) as pool:
