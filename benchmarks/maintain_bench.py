@@ -10,10 +10,10 @@ as a server's maintainer runs every few minutes between flushes. One copy merges
 (files only with files of their own size band, `store/lake.py` MERGE_BANDS, docs/adr/0011); the
 other as DuckLake does by default (every file under its target size, 512 MB, is a candidate),
 which was citybase's way before. Printed per policy: maintenance time per batch, megabytes written
-by the merges (the table and its copy by object), files in the table, and B1 and B3 afterwards
-(B3 over the fed day, and over all time). With `--trace`, each maintenance too: a copy by object
-is built again whole once the rows appended to it pass 10% of its last build
-(store/by_object.py, REBUILD_SHARE).
+by the merges (the table and its copy by object), files in the table, and B1, B3 and B7
+afterwards (B3 over the fed day and over all time, B7 over the fed day). With `--trace`, each
+maintenance too: a copy by object is built again whole once the rows appended to it pass 10% of
+its last build (store/by_object.py, REBUILD_SHARE).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def main() -> None:
         print(
             f"\n{args.batches} loads of {args.batch_rows:,} rows, each followed by a maintenance:\n"
             f"{'merge policy':<24}{'maintain p50':>13}{'max':>9}{'MB written (table + copy)':>26}{'files':>7}"
-            f"{'B1 p50':>9}{'B3 day':>9}{'B3 all':>9}"
+            f"{'B1 p50':>9}{'B3 day':>9}{'B3 all':>9}{'B7 day':>9}"
         )
         for name, policy in policies.items():
             root = d / f"cb-{len(name)}"
@@ -184,11 +184,12 @@ def steady(
     b1 = timed(lambda: cb.query.bbox("gps", box, scope=same), args.reps)[0]
     b3 = timed(lambda: cb.query.track("gps", obj, *day, scope=same), args.reps)[0]
     b3_all = timed(lambda: cb.query.track("gps", obj, scope=same), args.reps)[0]
+    b7 = timed(lambda: cb.query.trajectories("gps", *day), args.reps)[0]
     cb.close()
     mb = " + ".join(f"{v / 1e6:,.0f}" for v in written.values())
     return (
         f"{statistics.median(took):>11.2f} s{max(took):>7.2f} s{mb:>26}{n_files:>7}"
-        f"{b1:>7.1f}ms{b3:>7.1f}ms{b3_all:>7.1f}ms"
+        f"{b1:>7.1f}ms{b3:>7.1f}ms{b3_all:>7.1f}ms{b7:>7.0f}ms"
     )
 
 
