@@ -53,6 +53,9 @@ def opened(
     hit = hit_day = 0
     for path in paths:
         meta = pq.ParquetFile(path).metadata
+        if not meta.num_row_groups:  # (a slice of a whole build that held no rows)
+            print(f"  {path}: no rows")
+            continue
         o, t = meta.schema.names.index("object_id"), meta.schema.names.index("ts")
         objects = [meta.row_group(i).column(o).statistics for i in range(meta.num_row_groups)]
         times = [meta.row_group(i).column(t).statistics for i in range(meta.num_row_groups)]

@@ -791,6 +791,42 @@ def test_grid_bins_are_counts_by_grid(world: World) -> None:
     assert a.column("count").to_numpy().sum() == world.events.grid.notna().sum()
 
 
+def test_counts_in_a_window_inside_a_month_read_the_copy_by_object(world: World, tmp_path: Path) -> None:
+    """In month partitions, sorted by place, a window skips nothing inside a partition: one shorter
+    than a month reads the copy by object instead, whose row groups hold a day each. The same
+    counts as the world's own table (day partitions), with rows pushed since the copy's last
+    maintenance too."""
+    df = world.pings[["obj", "t", "lon", "lat", "pm25", "rid"]]
+    cb = CityBase(tmp_path / "monthly")
+    cb.setup_city(world.cb.city)  # type: ignore[arg-type]
+    cb.declare({**PINGS, "partition": "month"})
+    q = QueryEngine(cb.lake, cb.city)
+    windows = [
+        (T0 + timedelta(hours=3), T0 + timedelta(hours=40)),
+        (T0 + timedelta(days=1), T0 + timedelta(days=2)),
+    ]
+    cb.ingest("pings", to_rows(df.iloc[: len(df) // 2], lon="x", lat="y"))
+    cb.flush()
+    assert q.window_table("pings", *windows[0]) is None  # no copy before the first maintenance
+    cb.maintain()
+    cb.ingest("pings", to_rows(df.iloc[len(df) // 2 :], lon="x", lat="y"))
+    cb.flush()
+    for start, end in windows:
+        assert q.window_table("pings", start, end) is not None
+        for level, every in (("district", "1h"), ("grid", "1d")):
+            got = q.counts_by_place("pings", level, start, end, every=every, agg={"pm25": "avg"})
+            want = world.q.counts_by_place("pings", level, start, end, every=every, agg={"pm25": "avg"})
+            assert got.num_rows == want.num_rows > 0
+            assert got.drop_columns("pm25_avg").equals(want.drop_columns("pm25_avg"))
+            assert np.allclose(got.column("pm25_avg").to_numpy(), want.column("pm25_avg").to_numpy())
+        got = q.h3_bins("pings", 9, start, end, every="1h")
+        assert got.equals(world.q.h3_bins("pings", 9, start, end, every="1h")) and got.num_rows > 0
+    # A month's window, or one without an end, reads the table.
+    assert q.window_table("pings", T0, T0 + timedelta(days=28)) is None
+    assert q.window_table("pings", T0, None) is None
+    cb.close()
+
+
 @pytest.mark.parametrize("res", [4, 7, 9, 12])
 def test_h3_bins_match_h3_package(world: World, res: int) -> None:
     df = world.pings

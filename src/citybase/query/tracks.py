@@ -344,8 +344,8 @@ class TrackQueries(QueryCore):
         if stay_radius_m < 0 or stay_min_s < 0:
             raise InputError("stay_radius_m and stay_min_s must not be negative")
         with self.cursor() as cur:
-            # Through the copy by object where the dataset has one: its files hold a day each, so a
-            # window reads its days only, not every row group of its partitions sorted by place.
+            # Through the copy by object where the dataset has one: its row groups hold a day each,
+            # so a window reads its days only, not every row group of its partitions sorted by place.
             src = self.source(dataset, scope, table=self.copies.relation(cur, dataset))
             of, tf = self._need_track_fields(src)
             o, t = quote(of), quote(tf)

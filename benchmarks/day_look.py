@@ -1,16 +1,17 @@
-"""Where B7's time goes, and B3 over a day and over all time, on a lake kept by st_bench.py.
+"""The queries of st_bench.py's day on a lake it kept: through the copy by object and the table.
 
     python benchmarks/st_bench.py --points 100000000 --partition month --partition-cells 7 \
         --no-geopandas --queries B7 --keep /work/b100
-    python benchmarks/tracks_look.py /work/b100
-    python benchmarks/tracks_look.py /work/b100 --rebuild-copy   # the copy by object built anew
+    python benchmarks/day_look.py /work/b100
+    python benchmarks/day_look.py /work/b100 --rebuild-copy   # the copy by object built anew
 
-st_bench's day and B3's object (the one with the median number of points that day). B7 whole,
-then each of its steps alone: the read of the day's points sorted by (object, time), through the
-copy by object where there is one (as B7 reads) and through the table; the arrays and step
-lengths (`_Tracks`); the points a stay can hold (`_stay_runs`); the stays; the statistics. With
-`--rebuild-copy`, the copy is first built again whole by the code in place, to compare layouts of
-the copy on one lake (docs/adr/0010).
+st_bench's day and B3's object (the one with the median number of points that day). B3 over the
+day and over all time; B5 and B6 over the day as citybase runs them, then with the table forced
+(`QueryCore.window_table`); B7 whole, then each of its steps alone: the read of the day's points
+sorted by (object, time) through the copy (as B7 reads) and through the table, the arrays and
+step lengths (`_Tracks`), the points a stay can hold (`_stay_runs`), the stays, the statistics.
+With `--rebuild-copy`, the copy is first built again whole by the code in place, to compare
+layouts of the copy on one lake (docs/adr/0010).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import duckdb
 import pyarrow.parquet as pq
@@ -75,9 +77,17 @@ def main() -> None:
         print(f"copy by object: {files} files, {(size or 0) / 1e6:,.0f} MB")
         print(f"day {day[0]:%Y-%m-%d}, B3's object {obj}")
 
-        timed("B7 whole", lambda: q.trajectories("gps", *day), args.reps)
         timed("B3 over the day", lambda: q.track("gps", obj, *day), args.reps)
         timed("B3 over all time", lambda: q.track("gps", obj), args.reps)
+        b5 = partial(q.counts_by_place, "gps", "district", *day, every="1h")
+        b6 = partial(q.h3_bins, "gps", 8, *day, every="1h")
+        print(f"B5, B6 read {'the copy' if q.window_table('gps', *day) else 'the table'}; then the table")
+        timed("B5 per district per hour", b5, args.reps)
+        timed("B6 H3 res 8 per hour", b6, args.reps)
+        with mock.patch.object(type(q), "window_table", lambda *_: None):
+            timed("B5 per district per hour, the table", b5, args.reps)
+            timed("B6 H3 res 8 per hour, the table", b6, args.reps)
+        timed("B7 whole", lambda: q.trajectories("gps", *day), args.reps)
         with q.cursor() as cur:
             copy = q.copies.relation(cur, "gps")
         reads = {"through the copy": copy, "through the table": None} if copy else {"through the table": None}
