@@ -65,23 +65,39 @@ def codes_of(geoms: npt.NDArray[np.object_], codes: list[str], x: Any, y: Any) -
     return np.array([codes[i] if i >= 0 else None for i in idx], dtype=object)
 
 
+def stays_one_by_one(
+    group: npt.NDArray[np.int64],
+    t: npt.NDArray[np.int64],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    radius: float,
+    min_s: float,
+) -> list[tuple[int, int]]:
+    """Li et al.'s stay points over rows sorted by (group, time), one anchor at a time."""
+    out, n, i = [], len(t), 0
+    while i < n:
+        j = i + 1
+        while j < n and group[j] == group[i] and hav(x[i], y[i], x[j], y[j]) <= radius:
+            j += 1
+        if t[j - 1] - t[i] >= min_s * 1e6:
+            out.append((i, j))
+            i = j
+        else:
+            i += 1
+    return out
+
+
 def stays_reference(df: pd.DataFrame, radius: float, min_s: float) -> list[tuple[Any, int, int]]:
-    """Li et al.'s stay points, one point at a time: (object, first position, end position)."""
+    """`stays_one_by_one` per object: (object, first position, end position in its track)."""
     out = []
     for obj, g in df.groupby("obj", sort=True):
         g = g.sort_values(["t", "lon", "lat"], kind="stable")
         t = g["t"].to_numpy().astype("datetime64[us]").astype(np.int64)
-        x, y = g["lon"].to_numpy(), g["lat"].to_numpy()
-        i, n = 0, len(g)
-        while i < n:
-            j = i + 1
-            while j < n and hav(x[i], y[i], x[j], y[j]) <= radius:
-                j += 1
-            if t[j - 1] - t[i] >= min_s * 1e6:
-                out.append((obj, i, j))
-                i = j
-            else:
-                i += 1
+        same = np.zeros(len(g), dtype=np.int64)
+        out += [
+            (obj, i, j)
+            for i, j in stays_one_by_one(same, t, g["lon"].to_numpy(), g["lat"].to_numpy(), radius, min_s)
+        ]
     return out
 
 

@@ -14,7 +14,6 @@ from functools import cache
 
 import h3
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import shapely
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +22,7 @@ from hypothesis import strategies as st
 from citybase.query.aggregate import h3_parent_sql
 from citybase.query.prune import circle_bbox, cover_ranges, descendant_range
 from citybase.query.tracks import stay_points
-from test_query import REGION, T0, World, bucket, hav, rids, world
+from test_query import REGION, T0, World, bucket, hav, rids, stays_one_by_one, world
 
 __all__ = ["world"]  # the shared session fixture, imported for pytest to find
 
@@ -142,28 +141,6 @@ def test_h3_parent_sql_is_cell_to_parent(
 
 
 # -- B7: stay points --------------------------------------------------------------------------------
-
-
-def stays_one_by_one(
-    group: npt.NDArray[np.int64],
-    t: npt.NDArray[np.int64],
-    x: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    radius: float,
-    min_s: float,
-) -> list[tuple[int, int]]:
-    """Li et al.'s stay points over rows sorted by (group, time), one anchor at a time."""
-    out, n, i = [], len(t), 0
-    while i < n:
-        j = i + 1
-        while j < n and group[j] == group[i] and hav(x[i], y[i], x[j], y[j]) <= radius:
-            j += 1
-        if t[j - 1] - t[i] >= min_s * 1e6:
-            out.append((i, j))
-            i = j
-        else:
-            i += 1
-    return out
 
 
 @settings(FAST, max_examples=150)

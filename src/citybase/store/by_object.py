@@ -45,8 +45,8 @@ COPY_ROW_GROUP_ROWS = 16_384
 #: A copy is built again whole once the rows appended to it since its last build pass this share
 #: of what that build wrote. Each append is sorted, but spans every object: the merges fold them
 #: into files of 32 MB or more that every track of their days opens (100M points: one more per
-#: ~0.5M rows appended, ~0.6 ms each). A build costs about a second per million rows, so at 10% it costs
-#: ~10 s per million appended; a trigger of a few files would cost ~45 s (docs/adr/0010).
+#: ~0.5M rows appended, ~0.6 ms each). A build costs about a second per million rows, so at 10%
+#: it costs ~10 s per million appended; a trigger of a few files would cost ~45 s (docs/adr/0010).
 REBUILD_SHARE = 0.1
 
 
